@@ -1,0 +1,17 @@
+/* The raftstack command: subcommands share this header. */
+#ifndef RS_TOOLS_TOOLS_H
+#define RS_TOOLS_TOOLS_H
+
+/* Exit codes scripts can trust. */
+enum {
+  TOOL_OK = 0,
+  TOOL_FAIL = 1,  /* the operation failed */
+  TOOL_USAGE = 2, /* bad command line or bad configuration */
+};
+
+/* Each subcommand: argv[0] is the subcommand's name. Prints its own --help. */
+int cmd_config(int argc, char **argv);
+int cmd_protocols(int argc, char **argv);
+int cmd_perf(int argc, char **argv);
+
+#endif
