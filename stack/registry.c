@@ -2,6 +2,8 @@
 #include <pthread.h>
 #include <string.h>
 
+#include <raftstack/errors.h>
+
 #include "stack/protocol.h"
 
 extern const struct rs_protocol_ops loopback_protocol;
@@ -51,6 +53,17 @@ const struct rs_protocol_ops *registry_find(const char *name) {
 
 static const struct rs_header_type *headers[MAX_HEADER_ID];
 static pthread_once_t headers_once = PTHREAD_ONCE_INIT;
+static void index_headers(void);
+
+/* Header types of protocols defined outside raftstack (ids 512..1023, as JGroups reserves ids
+ * from 512 for applications' protocols). */
+int registry_add_header(const struct rs_header_type *h) {
+  pthread_once(&headers_once, index_headers);
+  if (h->id < 512 || h->id >= MAX_HEADER_ID) return RS_EINVAL;
+  if (headers[h->id] && headers[h->id] != h) return RS_EEXIST;
+  headers[h->id] = h;
+  return 0;
+}
 
 static void index_headers(void) {
   for (size_t i = 0; i < rs_protocol_registry_len; i++) {

@@ -46,6 +46,8 @@ typedef void (*rs_call_fn)(void *arg);
 struct rs_io;
 typedef void (*rs_io_fn)(struct rs_io *io, int revents);
 enum { RS_IO_READ = 1, RS_IO_WRITE = 2 };
+/* The arg given to io_new, for use in the watcher's callback. */
+void *rs_io_arg(const struct rs_io *io);
 
 struct rs_runtime_ops {
   rs_time (*now)(struct rs_runtime *rt);

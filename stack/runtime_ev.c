@@ -128,6 +128,8 @@ static struct rs_io *ev_rt_io_new(struct rs_runtime *rt, int fd, rs_io_fn fn, vo
   return io;
 }
 
+void *rs_io_arg(const struct rs_io *io) { return io->arg; }
+
 static void ev_rt_io_set(struct rs_io *io, int events) {
   int want = (events & RS_IO_READ ? EV_READ : 0) | (events & RS_IO_WRITE ? EV_WRITE : 0);
   if (ev_is_active(&io->w) && (io->w.events & (EV_READ | EV_WRITE)) == want) return;

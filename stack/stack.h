@@ -108,6 +108,10 @@ int stack_build(struct rs_stack **out, const struct rs_xml_config *cfg, struct r
                 struct rs_diag *d);
 /* Frees st->origin (stack_destroy calls it; stack/builder.c). NULL is ignored. */
 void stack_origin_free(struct rs_stack_origin *o);
+/* Attributes every protocol accepts besides its own table (stack/builder.c): `level` (bound to
+ * struct rs_protocol's level by the builder, not through `offset`) and the JGroups attributes
+ * that are ignored with a warning. RS_ATTR_END-terminated. */
+extern const struct rs_attr stack_common_attrs[];
 /* Required attributes still unset become errors naming the property to pass; then start
  * bottom→top. On failure stops what started and returns the error (detail in st->err). */
 int stack_start(struct rs_stack *st);

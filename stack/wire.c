@@ -19,7 +19,7 @@ size_t wire_msg_size(const struct rs_msg *m) {
 }
 
 size_t wire_frame_header_size(const char *cluster, bool multicast, size_t count) {
-  size_t n = 4 + strlen(cluster) + 16 + (multicast ? 0 : 16);
+  size_t n = 5 + strlen(cluster) + 16 + (multicast ? 0 : 16);
   return count > 1 ? n + varint_size(count) : n;
 }
 

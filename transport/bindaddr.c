@@ -240,7 +240,7 @@ static int resolve_host(const char *name, int family_pref, struct rs_phys *out, 
   }
   freeaddrinfo(res);
   if (found) return 0;
-  snprintf(why, whylen, "no address of host '%s' belongs to this host", name);
+  snprintf(why, whylen, "no address of host '%.128s' belongs to this host", name);
   return RS_ENOTFOUND;
 }
 

@@ -1,4 +1,5 @@
 /* The UDP transport: unicast datagrams and IP multicast, received in batches with recvmmsg. */
+#define _GNU_SOURCE /* recvmmsg */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -143,7 +144,6 @@ static void on_mcast(struct rs_io *io, int revents);
 
 static int watch(struct udp *u, struct udp_sock *s, rs_io_fn fn) {
   struct rs_runtime *rt = u->tp.base.rt;
-  if (!rt->ops->io_new) return proto_error(&u->tp.base, "needs a runtime with I/O (libev)");
   s->io = rt->ops->io_new(rt, s->fd, fn, u);
   if (!s->io) return RS_ENOMEM;
   rt->ops->io_set(s->io, RS_IO_READ);
@@ -392,6 +392,7 @@ static int udp_init(struct rs_protocol *p) {
   u->tp.tops = u->ip_mcast ? &udp_mcast_ops : &udp_ucast_ops;
   sock_init(&u->ucast);
   sock_init(&u->mcast);
+  if (!p->rt->ops->io_new) return proto_error(p, "needs a runtime with I/O (libev)");
   if (u->ip_mcast && !parse_group(u))
     return proto_error(p, "mcast_addr '%s' is not a multicast address",
                        u->mcast_addr ? u->mcast_addr : "");
