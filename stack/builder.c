@@ -117,8 +117,20 @@ struct build {
   unsigned errors; /* d->errors before the build */
   bool unknown;    /* some element named no protocol: ordering checks would mislead */
   bool nomem;
-  size_t n_inited; /* protocols, from the bottom, whose init succeeded */
+  size_t n_inited; /* protocols from the bottom whose init was called (the last may have failed) */
 };
+
+static const struct rs_protocol_ops *const *extra_protocols;
+
+void stack_set_extra_protocols(const struct rs_protocol_ops *const *ops) { extra_protocols = ops; }
+
+/* The registry, then the extra protocols tests add. */
+static const struct rs_protocol_ops *lookup(const char *name) {
+  const struct rs_protocol_ops *ops = registry_find(name);
+  for (const struct rs_protocol_ops *const *e = extra_protocols; !ops && e && *e; e++)
+    if (!strcmp((*e)->name, name)) ops = *e;
+  return ops;
+}
 
 static void no_memory(struct build *b) {
   if (!b->nomem) diag_error(b->d, "%s: out of memory", b->file);
@@ -319,7 +331,7 @@ static struct rs_protocol *add_instance(struct build *b, const struct rs_protoco
 }
 
 static void add_protocol(struct build *b, const struct rs_xml_proto *x) {
-  const struct rs_protocol_ops *ops = registry_find(x->name);
+  const struct rs_protocol_ops *ops = lookup(x->name);
   if (!ops) {
     b->unknown = true;
     report_unknown_protocol(b, x);
@@ -368,7 +380,7 @@ static bool satisfies(const struct rs_protocol *q, const char *entry) {
   for (const char *s = entry; *s;) {
     size_t n = strcspn(s, "|");
     snprintf(alt, sizeof(alt), "%.*s", (int)n, s);
-    const struct rs_protocol_ops *ops = registry_find(alt);
+    const struct rs_protocol_ops *ops = lookup(alt);
     if (ops ? ops == q->ops : !strcmp(alt, q->ops->name)) return true;
     s += n + (s[n] == '|');
   }
@@ -413,6 +425,7 @@ static void run_inits(struct build *b) {
     st->err[0] = '\0';
     int rc = p->ops->init(p);
     if (rc == 0) continue;
+    b->n_inited++; /* its destroy frees what the init allocated before failing */
     /* proto_error() wrote "PROTOCOL: detail"; anything else gets the protocol's name. */
     size_t nl = strlen(p->ops->name);
     if (!strncmp(st->err, p->ops->name, nl) && st->err[nl] == ':')
@@ -424,7 +437,9 @@ static void run_inits(struct build *b) {
   }
 }
 
-/* Undoes a failed build: destroy (top→bottom) only what was initialised, then free it all. */
+/* Undoes a failed build: destroy (top→bottom) every protocol whose init was called, including one
+ * that failed part-way (destroy copes with that), then free it all. Protocols above a failed init
+ * never saw init, so their destroy is not called. */
 static void discard(struct build *b) {
   struct rs_stack *st = b->st;
   size_t i = st->n;

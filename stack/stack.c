@@ -166,6 +166,7 @@ void stack_destroy(struct rs_stack *st) {
     attr_free_values(p->ops, p);
     free(p);
   }
+  stack_origin_free(st->origin);
   free(st->file);
   free(st);
 }

@@ -112,6 +112,9 @@ void stack_origin_free(struct rs_stack_origin *o);
  * struct rs_protocol's level by the builder, not through `offset`) and the JGroups attributes
  * that are ignored with a warning. RS_ATTR_END-terminated. */
 extern const struct rs_attr stack_common_attrs[];
+/* For tests: protocols stack_build knows besides the registry (a NULL-terminated array, or NULL),
+ * e.g. one with a required attribute. Set before building; not thread-safe. */
+void stack_set_extra_protocols(const struct rs_protocol_ops *const *ops);
 /* Required attributes still unset become errors naming the property to pass; then start
  * bottom→top. On failure stops what started and returns the error (detail in st->err). */
 int stack_start(struct rs_stack *st);

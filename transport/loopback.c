@@ -18,6 +18,7 @@
 struct endpoint {
   atomic_int refs;
   uint16_t id;
+  struct rs_addr addr;   /* the stack's logical address while open */
   struct rs_tp *tp;      /* NULL once closed; read and written on the owner's loop only */
   struct rs_runtime *rt;
   atomic_size_t inflight; /* bytes queued to this endpoint, not yet delivered */
@@ -161,6 +162,7 @@ static int loopback_open(struct rs_tp *tp) {
   ep->tp = tp;
   ep->rt = tp->base.rt;
   ep->max_inflight = (size_t)lb->max_inflight;
+  ep->addr = tp->base.stack->local_addr;
   pthread_mutex_lock(&registry_lock);
   ep->id = next_id++;
   if (next_id == 0) next_id = 1;
@@ -195,7 +197,24 @@ static void loopback_close(struct rs_tp *tp) {
   ep_unref(ep);
 }
 
+/* The registry is the whole network, so it answers for every endpoint's logical address. */
+static int loopback_resolve(struct rs_tp *tp, const struct rs_addr *addr, struct rs_phys *out) {
+  int rc = RS_ENOTFOUND;
+  pthread_mutex_lock(&registry_lock);
+  for (struct endpoint *e = registry; e; e = e->next)
+    if (rs_addr_eq(&e->addr, addr)) {
+      memset(out, 0, sizeof(*out));
+      out->family = RS_PHYS_LOOP;
+      out->port = e->id;
+      rc = 0;
+      break;
+    }
+  pthread_mutex_unlock(&registry_lock);
+  return rc;
+}
+
 static const struct rs_tp_ops loopback_tops = {
+    .resolve = loopback_resolve,
     .open = loopback_open,
     .close = loopback_close,
     .send = loopback_send,

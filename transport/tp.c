@@ -182,13 +182,16 @@ static void send_frame(struct rs_tp *tp, const struct rs_addr *dest, const uint8
     if (!multicast) n = tp_group_targets(tp, targets, MAX_GROUP_TARGETS);
   } else {
     const struct tp_peer *peer = tp_lookup(tp, dest);
-    if (!peer || peer->phys.family == RS_PHYS_NONE) {
+    if (peer && peer->phys.family != RS_PHYS_NONE) {
+      targets[0] = peer->phys;
+    } else if (!tp->tops->resolve || tp->tops->resolve(tp, dest, &targets[0]) != 0) {
       char a[RS_ADDR_STRLEN];
       tp->stats.dropped_no_route++;
       log_bad(tp, "no physical address for %s: frame dropped", rs_addr_format(dest, a));
       return;
+    } else {
+      tp_learn(tp, dest, &targets[0], NULL);
     }
-    targets[0] = peer->phys;
     n = 1;
   }
   size_t done = send_to(tp, frame, len, targets, n, multicast);

@@ -26,6 +26,9 @@ struct rs_tp_ops {
    * the frame and retries after tp_writable()), or another error (frame dropped, counted). The
    * transport copies what it keeps. */
   int (*send)(struct rs_tp *tp, const struct rs_phys *dest, const uint8_t *frame, size_t len);
+  /* Optional: finds a member's physical address when the table has none (LOOPBACK knows every
+   * endpoint of the process). 0 or RS_ENOTFOUND. */
+  int (*resolve)(struct rs_tp *tp, const struct rs_addr *addr, struct rs_phys *out);
   bool multicast;     /* can send one frame to the whole group */
   size_t max_frame;   /* largest frame it can carry (UDP: 65507) */
 };
