@@ -312,8 +312,9 @@ int bindaddr_resolve(const char *spec, int family_pref, struct rs_phys *out, cha
     if (too_long) snprintf(why, sizeof(why), "item too long");
     if (rc == 0) return 0;
     if (rc != RS_ENOTFOUND) {
-      snprintf(err, errlen, "bind_addr '%s': %s%s%s", spec, tried > 1 || p ? item : "",
-               tried > 1 || p ? ": " : "", why);
+      bool name_item = *item && (tried > 1 || p); /* in a list: say which item */
+      snprintf(err, errlen, "bind_addr '%s': %s%s%s", spec, name_item ? item : "",
+               name_item ? ": " : "", why);
       return rc;
     }
     add_reason(reasons, sizeof(reasons), item, why);

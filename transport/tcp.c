@@ -411,7 +411,8 @@ static void on_connected(struct tcp_conn *c) {
   socklen_t sl = sizeof(err);
   if (getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &sl) == 0 && err == 0) {
     conn_opened(c);
-    if (flush(c)) conn_close(c);
+    c->want_write = true; /* the preamble is queued; flush() switches the watcher to input */
+    if (flush(c)) connect_failed(c, strerror(errno));
     return;
   }
   connect_failed(c, strerror(err ? err : errno));
@@ -752,7 +753,7 @@ static void tcp_stats(struct rs_protocol *p, struct rs_stats_printer *out) {
 static const struct rs_attr tcp_attrs[] = {
     TP_ATTRS(struct tcp),
     {"sock_conn_timeout", RS_ATTR_DURATION, offsetof(struct tcp, sock_conn_timeout), "2000ms", 1,
-     0, "time allowed to connect to a peer (and for an accepted peer to send its preamble)", 0,
+     600000, "time allowed to connect to a peer (and for an accepted peer to send its preamble)", 0,
      NULL},
     {"tcp_nodelay", RS_ATTR_BOOL, offsetof(struct tcp, tcp_nodelay), "true", 0, 0,
      "TCP_NODELAY: the bundler batches already, so Nagle would only add latency", 0, NULL},
