@@ -304,6 +304,7 @@ static int run_op(struct rs_channel *ch, void (*fn)(void *), const char *cluster
 }
 
 int rs_channel_connect(struct rs_channel *ch, const char *cluster) {
+  if (rs_runtime_on_loop(ch->rt)) return RS_EDEADLK;
   if (ch->state == CH_CONNECTED) return RS_EISCONN;
   if (ch->state == CH_CLOSED) return RS_ESHUTDOWN;
   if (!cluster || !*cluster || strlen(cluster) > RS_WIRE_CLUSTER_MAX) return RS_EINVAL;
@@ -334,6 +335,7 @@ static void do_disconnect(void *arg) {
 }
 
 int rs_channel_disconnect(struct rs_channel *ch) {
+  if (rs_runtime_on_loop(ch->rt)) return RS_EDEADLK;
   if (ch->state != CH_CONNECTED) return RS_ENOTCONN;
   return run_op(ch, do_disconnect, NULL);
 }
@@ -347,6 +349,11 @@ static void do_destroy(void *arg) {
 
 void rs_channel_close(struct rs_channel *ch) {
   if (!ch) return;
+  if (rs_runtime_on_loop(ch->rt)) {
+    /* It would wait for the very loop it runs on. */
+    RS_LOG(ERROR, "channel", "rs_channel_close called from a callback: refused (%s)", rs_strerror(RS_EDEADLK));
+    return;
+  }
   if (ch->state == CH_CONNECTED) rs_channel_disconnect(ch);
   ch->state = CH_CLOSED;
   run_op(ch, do_destroy, NULL);

@@ -68,6 +68,7 @@ struct tcp_conn {
   struct rs_phys peer;   /* the peer's listening address (incoming: once the preamble is read) */
   enum conn_state state;
   bool outgoing;
+  bool sending;     /* the connection chosen to carry frames to this peer */
   bool in_callback; /* closing defers the free to the end of the callback */
   bool want_write;
   /* Output: bytes [out_off, out_len) are still to be written; out_mark is where the first
@@ -212,12 +213,19 @@ static void set_events(struct tcp_conn *c) {
   RT(c->t)->ops->io_set(c->io, ev);
 }
 
-/* The connection that carries frames to peer: the oldest usable one. */
+/* The connection that carries frames to peer. Once chosen it stays chosen while it lives, even
+ * if the peer's own connection to us completes later: frames to one peer never switch
+ * connections, which would break their order. */
 static struct tcp_conn *conn_find(struct tcp *t, const struct rs_phys *peer) {
   if (t->last && phys_eq(&t->last->peer, peer)) return t->last;
-  for (struct tcp_conn *c = t->conns; c; c = c->next)
-    if (c->state != CONN_PREAMBLE && phys_eq(&c->peer, peer)) return t->last = c;
-  return NULL;
+  struct tcp_conn *usable = NULL;
+  for (struct tcp_conn *c = t->conns; c; c = c->next) {
+    if (c->state == CONN_PREAMBLE || !phys_eq(&c->peer, peer)) continue;
+    if (c->sending) return t->last = c;
+    if (!usable) usable = c;
+  }
+  if (usable) usable->sending = true;
+  return t->last = usable;
 }
 
 /* ---- socket options ------------------------------------------------------------------------- */
@@ -388,6 +396,7 @@ static struct tcp_conn *conn_connect(struct tcp *t, const struct rs_phys *peer) 
     return NULL;
   }
   c->peer = *peer;
+  c->sending = true;
   queue_preamble(c);
   if (rc == 0) {
     conn_opened(c);

@@ -65,7 +65,8 @@ RS_API int rs_channel_send_nb(struct rs_channel *ch, const struct rs_addr *dest,
 /* Leaves the cluster and stops the stack (top to bottom); the channel may connect again. */
 RS_API int rs_channel_disconnect(struct rs_channel *ch);
 
-/* Disconnects if needed, destroys the stack and frees the channel. */
+/* Disconnects if needed, destroys the stack and frees the channel. Not from a callback (it
+ * would wait for its own loop): refused there with an error line. */
 RS_API void rs_channel_close(struct rs_channel *ch);
 
 /* Detail of the last connect failure ("" if none). Owned by the channel. */
