@@ -66,6 +66,7 @@ struct tcp_conn {
   struct rs_io *io;
   struct rs_timer timer; /* connect / preamble deadline */
   struct rs_phys peer;   /* the peer's listening address (incoming: once the preamble is read) */
+  struct rs_phys remote; /* incoming: the socket's remote address, for log lines */
   enum conn_state state;
   bool outgoing;
   bool sending;     /* the connection chosen to carry frames to this peer */
@@ -128,8 +129,11 @@ static void tcp_warn(struct tcp *t, const char *what, const struct rs_phys *peer
   if (!ratelimit_ok(&t->rl, rs_now(t->tp.base.rt), 10 * RS_SEC, &suppressed)) return;
   char a[RS_PHYS_STRLEN] = "?";
   if (peer && peer->family) phys_format(peer, a, sizeof(a));
-  PLOG(&t->tp.base, WARN, "%s %s: %s (%" PRIu64 " similar lines suppressed)", what, a, detail,
-       suppressed);
+  if (suppressed)
+    PLOG(&t->tp.base, WARN, "%s %s: %s (%" PRIu64 " similar lines suppressed)", what, a, detail,
+         suppressed);
+  else
+    PLOG(&t->tp.base, WARN, "%s %s: %s", what, a, detail);
 }
 
 static struct rs_runtime *RT(struct tcp *t) { return t->tp.base.rt; }
@@ -434,7 +438,7 @@ static void on_conn_timer(struct rs_timer *timer) {
     connect_failed(c, "timed out (sock_conn_timeout)");
   } else if (c->state == CONN_PREAMBLE) {
     t->st.bad_preamble++;
-    tcp_warn(t, "closed connection from", NULL, "no preamble within sock_conn_timeout");
+    tcp_warn(t, "closed connection from", &c->remote, "no preamble within sock_conn_timeout");
     conn_close(c);
   }
   wake_sender(t);
@@ -470,7 +474,7 @@ static bool parse_frames(struct tcp_conn *c) {
     int rc = read_preamble(c);
     if (rc < 0) {
       t->st.bad_preamble++;
-      tcp_warn(t, "closed connection from", NULL, rc == RS_EVERSION
+      tcp_warn(t, "closed connection from", &c->remote, rc == RS_EVERSION
                    ? "unsupported preamble version" : "not a raftstack TCP connection");
       conn_close(c);
       return false;
@@ -585,13 +589,14 @@ static void on_conn_io(struct rs_io *io, int revents) {
 
 /* ---- accepting ------------------------------------------------------------------------------ */
 
-static void accept_one(struct tcp *t, int fd) {
+static void accept_one(struct tcp *t, int fd, const struct sockaddr *remote) {
   set_sock_opts(t, fd);
   struct tcp_conn *c = conn_new(t, fd, false);
   if (!c) {
     close(fd);
     return;
   }
+  phys_from_sockaddr(&c->remote, remote);
   c->state = CONN_PREAMBLE;
   rs_timer_start(&c->timer, t->sock_conn_timeout, 0);
   set_events(c);
@@ -605,9 +610,11 @@ static void on_accept_retry(struct rs_timer *timer) {
 static void on_listen(struct rs_io *io, int revents) {
   struct tcp *t = rs_io_arg(io);
   for (int i = 0; i < 64; i++) {
-    int fd = accept4(t->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    int fd = accept4(t->lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd >= 0) {
-      accept_one(t, fd);
+      accept_one(t, fd, (struct sockaddr *)&ss);
       continue;
     }
     if (errno == EINTR || errno == ECONNABORTED) continue;

@@ -86,8 +86,11 @@ static const struct rs_tp_ops udp_ucast_ops = {
 static void udp_warn(struct udp *u, const char *what, const char *detail) {
   uint64_t suppressed;
   if (!ratelimit_ok(&u->rl, rs_now(u->tp.base.rt), 10 * RS_SEC, &suppressed)) return;
-  PLOG(&u->tp.base, WARN, "%s: %s (%" PRIu64 " similar lines suppressed)", what, detail,
-       suppressed);
+  if (suppressed)
+    PLOG(&u->tp.base, WARN, "%s: %s (%" PRIu64 " similar lines suppressed)", what, detail,
+         suppressed);
+  else
+    PLOG(&u->tp.base, WARN, "%s: %s", what, detail);
 }
 
 /* ---- sockets -------------------------------------------------------------------------------- */
