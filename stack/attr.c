@@ -21,7 +21,8 @@
  * Value parsers.
  */
 static const char *skip_ws(const char *s) {
-  while (isspace((unsigned char)*s)) s++;
+  while (isspace((unsigned char)*s))
+    s++;
   return s;
 }
 
@@ -78,27 +79,30 @@ struct unit {
 
 static const struct unit size_units[] = {
     {"", 1},
-    {"k", 1000},       {"kb", 1000},         {"m", 1000000},       {"mb", 1000000},
-    {"g", 1000000000}, {"gb", 1000000000},   {"kib", 1024},        {"mib", 1024 * 1024},
+    {"k", 1000},
+    {"kb", 1000},
+    {"m", 1000000},
+    {"mb", 1000000},
+    {"g", 1000000000},
+    {"gb", 1000000000},
+    {"kib", 1024},
+    {"mib", 1024 * 1024},
     {"gib", 1024 * 1024 * 1024},
     {NULL, 0},
 };
 
 static const struct unit duration_units[] = {
     {"", RS_MS}, /* a bare number is milliseconds, as in JGroups */
-    {"ms", RS_MS},
-    {"s", RS_SEC},
-    {"m", 60 * RS_SEC},
-    {"h", 3600 * RS_SEC},
-    {"d", 86400 * RS_SEC},
-    {NULL, 0},
+    {"ms", RS_MS},        {"s", RS_SEC},         {"m", 60 * RS_SEC},
+    {"h", 3600 * RS_SEC}, {"d", 86400 * RS_SEC}, {NULL, 0},
 };
 
 /* Matches the suffix at s (case-insensitive, then only white space). */
 static const struct unit *find_unit(const struct unit *units, const char *s) {
   s = skip_ws(s);
   size_t n = 0;
-  while (isalpha((unsigned char)s[n])) n++;
+  while (isalpha((unsigned char)s[n]))
+    n++;
   if (!at_end(s + n)) return NULL;
   for (const struct unit *u = units; u->suffix; u++)
     if (strlen(u->suffix) == n && !strncasecmp(u->suffix, s, n)) return u;
@@ -128,7 +132,8 @@ int parse_bool(const char *s, bool *out) {
   static const char *const no[] = {"false", "no", "off", "0"};
   s = skip_ws(s);
   size_t n = strlen(s);
-  while (n && isspace((unsigned char)s[n - 1])) n--;
+  while (n && isspace((unsigned char)s[n - 1]))
+    n--;
   for (size_t i = 0; i < 4; i++) {
     if (strlen(yes[i]) == n && !strncasecmp(s, yes[i], n)) return *out = true, 0;
     if (strlen(no[i]) == n && !strncasecmp(s, no[i], n)) return *out = false, 0;
@@ -169,7 +174,8 @@ static int format_duration(rs_time ns, char *buf, size_t len) {
       return snprintf(buf, len, "%llu%s", (unsigned long long)(ns / u->mult), u->suffix);
   char frac[8];
   snprintf(frac, sizeof(frac), "%06llu", (unsigned long long)(ns % RS_MS));
-  for (size_t n = strlen(frac); n && frac[n - 1] == '0'; n--) frac[n - 1] = '\0';
+  for (size_t n = strlen(frac); n && frac[n - 1] == '0'; n--)
+    frac[n - 1] = '\0';
   return snprintf(buf, len, "%llu.%sms", (unsigned long long)(ns / RS_MS), frac);
 }
 
@@ -214,7 +220,12 @@ int attr_format(const struct rs_attr *a, const struct rs_protocol *p, char *buf,
     return snprintf(buf, len, "%s", s ? s : "");
   }
   case RS_ATTR_LIST: return format_list(CFIELD(p, a, struct rs_strlist), buf, len);
-  case RS_ATTR_ENUM: return snprintf(buf, len, "%s", a->choices[*CFIELD(p, a, int)]);
+  case RS_ATTR_ENUM: {
+    int i = *CFIELD(p, a, int), n = 0;
+    while (a->choices && a->choices[n])
+      n++;
+    return snprintf(buf, len, "%s", i >= 0 && i < n ? a->choices[i] : "");
+  }
   case RS_ATTR_ALIAS:
   case RS_ATTR_IGNORED: break;
   }
@@ -242,19 +253,33 @@ const char *attr_type_name(enum rs_attr_type t) {
  */
 static bool has_range(const struct rs_attr *a) { return a->min != 0 || a->max != 0; }
 
+/* Writes the message and returns RS_EINVAL, for one-line error returns. */
+__attribute__((format(printf, 3, 4))) static int fail(char *err, size_t errlen, const char *fmt,
+                                                      ...) {
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err, errlen, fmt, ap);
+  va_end(ap);
+  return RS_EINVAL;
+}
+
 /* Formats a range bound or a value of a's type for messages. */
 static void format_bound(const struct rs_attr *a, double v, char *buf, size_t len) {
-  if (a->type == RS_ATTR_DURATION) format_duration((rs_time)(v * (double)RS_MS), buf, len);
-  else if (a->type == RS_ATTR_DOUBLE) format_double(v, buf, len);
-  else snprintf(buf, len, "%.0f", v);
+  if (a->type == RS_ATTR_DURATION && v >= 0 && v * (double)RS_MS < 1.8e19)
+    format_duration((rs_time)(v * (double)RS_MS), buf, len);
+  else if (a->type == RS_ATTR_DURATION) /* a table's odd bound must not overflow the cast */
+    snprintf(buf, len, "%.0fms", v);
+  else if (a->type == RS_ATTR_DOUBLE)
+    format_double(v, buf, len);
+  else
+    snprintf(buf, len, "%.0f", v);
 }
 
 static int out_of_range(const struct rs_attr *a, const char *value, char *err, size_t errlen) {
   char lo[32], hi[32];
   format_bound(a, a->min, lo, sizeof(lo));
   format_bound(a, a->max, hi, sizeof(hi));
-  snprintf(err, errlen, "value %s out of range [%s, %s]", value, lo, hi);
-  return RS_EINVAL;
+  return fail(err, errlen, "value %s out of range [%s, %s]", value, lo, hi);
 }
 
 static int check_range(const struct rs_attr *a, double v, const char *shown, char *err,
@@ -267,8 +292,8 @@ static int set_int(const struct rs_attr *a, struct rs_protocol *p, const char *v
                    size_t errlen) {
   int64_t v;
   int rc = parse_int(value, &v);
-  if (rc == RS_ETOOBIG) return snprintf(err, errlen, "'%s' is too large", value), RS_EINVAL;
-  if (rc) return snprintf(err, errlen, "'%s' is not an integer", value), RS_EINVAL;
+  if (rc == RS_ETOOBIG) return fail(err, errlen, "'%s' is too large", value);
+  if (rc) return fail(err, errlen, "'%s' is not an integer", value);
   char shown[32];
   snprintf(shown, sizeof(shown), "%lld", (long long)v);
   if (check_range(a, (double)v, shown, err, errlen)) return RS_EINVAL;
@@ -280,13 +305,12 @@ static int set_size(const struct rs_attr *a, struct rs_protocol *p, const char *
                     size_t errlen) {
   uint64_t v;
   int rc = parse_size(value, &v);
-  if (rc == RS_ETOOBIG) return snprintf(err, errlen, "size '%s' is too large", value), RS_EINVAL;
+  if (rc == RS_ETOOBIG) return fail(err, errlen, "size '%s' is too large", value);
   if (rc)
-    return snprintf(err, errlen,
-                    "'%s' is not a size in bytes (a number, or with a suffix: 64K, 5M, 2g, "
-                    "64KiB, 1MiB)",
-                    value),
-           RS_EINVAL;
+    return fail(err, errlen,
+                "'%s' is not a size in bytes (a number, or with a suffix: 64K, 5M, 2g, 64KiB, "
+                "1MiB)",
+                value);
   char shown[32];
   snprintf(shown, sizeof(shown), "%llu", (unsigned long long)v);
   if (check_range(a, (double)v, shown, err, errlen)) return RS_EINVAL;
@@ -298,14 +322,11 @@ static int set_duration(const struct rs_attr *a, struct rs_protocol *p, const ch
                         char *err, size_t errlen) {
   rs_time v;
   int rc = parse_duration(value, &v);
-  if (rc == RS_ETOOBIG)
-    return snprintf(err, errlen, "duration '%s' is too large", value), RS_EINVAL;
+  if (rc == RS_ETOOBIG) return fail(err, errlen, "duration '%s' is too large", value);
   if (rc)
-    return snprintf(err, errlen,
-                    "'%s' is not a duration (a number of ms, or with a unit: 500ms, 2s, 1m, "
-                    "1h, 1d)",
-                    value),
-           RS_EINVAL;
+    return fail(err, errlen,
+                "'%s' is not a duration (a number of ms, or with a unit: 500ms, 2s, 1m, 1h, 1d)",
+                value);
   char shown[32];
   format_duration(v, shown, sizeof(shown));
   if (check_range(a, (double)v / (double)RS_MS, shown, err, errlen)) return RS_EINVAL;
@@ -313,10 +334,10 @@ static int set_duration(const struct rs_attr *a, struct rs_protocol *p, const ch
   return 0;
 }
 
-static int set_double(const struct rs_attr *a, struct rs_protocol *p, const char *value,
-                      char *err, size_t errlen) {
+static int set_double(const struct rs_attr *a, struct rs_protocol *p, const char *value, char *err,
+                      size_t errlen) {
   double v;
-  if (parse_double(value, &v)) return snprintf(err, errlen, "'%s' is not a number", value), RS_EINVAL;
+  if (parse_double(value, &v)) return fail(err, errlen, "'%s' is not a number", value);
   char shown[32];
   format_double(v, shown, sizeof(shown));
   if (check_range(a, v, shown, err, errlen)) return RS_EINVAL;
@@ -328,8 +349,7 @@ static int set_bool(const struct rs_attr *a, struct rs_protocol *p, const char *
                     size_t errlen) {
   bool v;
   if (parse_bool(value, &v))
-    return snprintf(err, errlen, "'%s' is not a boolean (true/false, yes/no, on/off, 1/0)", value),
-           RS_EINVAL;
+    return fail(err, errlen, "'%s' is not a boolean (true/false, yes/no, on/off, 1/0)", value);
   *FIELD(p, a, bool) = v;
   return 0;
 }
@@ -338,7 +358,8 @@ static int set_enum(const struct rs_attr *a, struct rs_protocol *p, const char *
                     size_t errlen) {
   const char *v = skip_ws(value);
   size_t n = strlen(v);
-  while (n && isspace((unsigned char)v[n - 1])) n--;
+  while (n && isspace((unsigned char)v[n - 1]))
+    n--;
   for (int i = 0; a->choices && a->choices[i]; i++) {
     if (strlen(a->choices[i]) == n && !strncasecmp(a->choices[i], v, n)) {
       *FIELD(p, a, int) = i;
@@ -355,10 +376,13 @@ static int set_enum(const struct rs_attr *a, struct rs_protocol *p, const char *
   return RS_EINVAL;
 }
 
-static int set_string(const struct rs_attr *a, struct rs_protocol *p, const char *value,
-                      char *err, size_t errlen) {
+static int set_string(const struct rs_attr *a, struct rs_protocol *p, const char *value, char *err,
+                      size_t errlen) {
   char *copy = strdup(value);
-  if (!copy) return snprintf(err, errlen, "out of memory"), RS_ENOMEM;
+  if (!copy) {
+    fail(err, errlen, "out of memory");
+    return RS_ENOMEM;
+  }
   char **field = FIELD(p, a, char *);
   free(*field);
   *field = copy;
@@ -366,7 +390,8 @@ static int set_string(const struct rs_attr *a, struct rs_protocol *p, const char
 }
 
 static void strlist_free(struct rs_strlist *l) {
-  for (size_t i = 0; i < l->n; i++) free(l->v[i]);
+  for (size_t i = 0; i < l->n; i++)
+    free(l->v[i]);
   free(l->v);
   l->v = NULL;
   l->n = 0;
@@ -375,7 +400,8 @@ static void strlist_free(struct rs_strlist *l) {
 /* Splits on ',', trims each item and drops empty ones ("a, b,,c " → a b c). */
 static int split_list(const char *value, struct rs_strlist *out) {
   size_t cap = 1;
-  for (const char *s = value; *s; s++) cap += *s == ',';
+  for (const char *s = value; *s; s++)
+    cap += *s == ',';
   out->n = 0;
   out->v = calloc(cap, sizeof(*out->v));
   if (!out->v) return RS_ENOMEM;
@@ -383,7 +409,8 @@ static int split_list(const char *value, struct rs_strlist *out) {
     const char *comma = strchr(s, ',');
     const char *end = comma ? comma : s + strlen(s);
     const char *b = skip_ws(s);
-    while (end > b && isspace((unsigned char)end[-1])) end--;
+    while (end > b && isspace((unsigned char)end[-1]))
+      end--;
     if (end > b && !(out->v[out->n++] = strndup(b, (size_t)(end - b)))) {
       strlist_free(out);
       return RS_ENOMEM;
@@ -397,7 +424,10 @@ static int split_list(const char *value, struct rs_strlist *out) {
 static int set_list(const struct rs_attr *a, struct rs_protocol *p, const char *value, char *err,
                     size_t errlen) {
   struct rs_strlist l;
-  if (split_list(value, &l)) return snprintf(err, errlen, "out of memory"), RS_ENOMEM;
+  if (split_list(value, &l)) {
+    fail(err, errlen, "out of memory");
+    return RS_ENOMEM;
+  }
   struct rs_strlist *field = FIELD(p, a, struct rs_strlist);
   strlist_free(field);
   *field = l;
@@ -505,11 +535,13 @@ static size_t edit_distance(const char *a, const char *b) {
   size_t *prev = calloc(lb + 1, sizeof(*prev)), *cur = calloc(lb + 1, sizeof(*cur));
   size_t d = SIZE_MAX;
   if (!prev || !cur) goto out;
-  for (size_t j = 0; j <= lb; j++) prev[j] = j;
+  for (size_t j = 0; j <= lb; j++)
+    prev[j] = j;
   for (size_t i = 1; i <= la; i++) {
     cur[0] = i;
     for (size_t j = 1; j <= lb; j++) {
-      size_t sub = prev[j - 1] + (tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]));
+      size_t sub =
+          prev[j - 1] + (tolower((unsigned char)a[i - 1]) != tolower((unsigned char)b[j - 1]));
       size_t del = prev[j] + 1, ins = cur[j - 1] + 1;
       cur[j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
     }

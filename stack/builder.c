@@ -78,7 +78,8 @@ struct rs_stack_origin {
 
 void stack_origin_free(struct rs_stack_origin *o) {
   if (!o) return;
-  for (size_t i = 0; i < o->n_unresolved; i++) free(o->unresolved[i].names);
+  for (size_t i = 0; i < o->n_unresolved; i++)
+    free(o->unresolved[i].names);
   free(o->unresolved);
   free(o->protos);
   free(o);
@@ -91,9 +92,8 @@ static int origin_line(const struct rs_stack *st, const struct rs_protocol *p) {
   return 0;
 }
 
-static const struct origin_unresolved *origin_unresolved(const struct rs_stack *st,
-                                                         const struct rs_protocol *p,
-                                                         const struct rs_attr *a) {
+static const struct origin_unresolved *
+origin_unresolved(const struct rs_stack *st, const struct rs_protocol *p, const struct rs_attr *a) {
   const struct rs_stack_origin *o = st->origin;
   for (size_t i = 0; o && i < o->n_unresolved; i++)
     if (o->unresolved[i].p == p && o->unresolved[i].a == a) return &o->unresolved[i];
@@ -102,8 +102,10 @@ static const struct origin_unresolved *origin_unresolved(const struct rs_stack *
 
 /* "file:line" (or "file" when the line is unknown) for the start of a message. */
 static const char *where(const struct rs_stack *st, int line, char *buf, size_t len) {
-  if (line > 0) snprintf(buf, len, "%s:%d", st->file ? st->file : "<config>", line);
-  else snprintf(buf, len, "%s", st->file ? st->file : "<config>");
+  if (line > 0)
+    snprintf(buf, len, "%s:%d", st->file ? st->file : "<config>", line);
+  else
+    snprintf(buf, len, "%s", st->file ? st->file : "<config>");
   return buf;
 }
 
@@ -154,28 +156,35 @@ static const char *qualified(const struct rs_protocol_ops *ops, char *buf, size_
   return buf;
 }
 
-static void report_unknown_protocol(struct build *b, const struct rs_xml_proto *x) {
-  const char *dot = strrchr(x->name, '.');
-  const char *base = dot ? dot + 1 : x->name;
-  size_t n = 0;
+/* Every registered name and alias, for suggestions; malloc'd, NULL on failure. */
+static const char **protocol_names(size_t *n) {
+  *n = 0;
+  for (size_t i = 0; i < rs_protocol_registry_len; i++)
+    for (const char *const *a = rs_protocol_registry[i]->aliases; a && *a; a++)
+      (*n)++;
+  const char **names = calloc(*n + rs_protocol_registry_len + 1, sizeof(*names));
+  if (!names) return NULL;
+  *n = 0;
   for (size_t i = 0; i < rs_protocol_registry_len; i++) {
-    n++;
-    for (const char *const *a = rs_protocol_registry[i]->aliases; a && *a; a++) n++;
+    names[(*n)++] = rs_protocol_registry[i]->name;
+    for (const char *const *a = rs_protocol_registry[i]->aliases; a && *a; a++)
+      names[(*n)++] = *a;
   }
-  const char **names = calloc(n + 1, sizeof(*names));
+  return names;
+}
+
+static void report_unknown_protocol(struct build *b, const struct rs_xml_proto *x) {
+  const char *dot = strrchr(x->name, '.'); /* a wrong package still suggests the protocol */
+  size_t n;
+  const char **names = protocol_names(&n);
   if (!names) {
     no_memory(b);
     return;
   }
-  n = 0;
-  for (size_t i = 0; i < rs_protocol_registry_len; i++) {
-    names[n++] = rs_protocol_registry[i]->name;
-    for (const char *const *a = rs_protocol_registry[i]->aliases; a && *a; a++) names[n++] = *a;
-  }
-  const char *s = suggest_closest(base, names, n);
+  const char *s = suggest_closest(dot ? dot + 1 : x->name, names, n);
   if (s) {
-    diag_error(b->d, "%s:%d: unknown protocol '%s' (did you mean '%s'?)", b->file, x->line,
-               x->name, s);
+    diag_error(b->d, "%s:%d: unknown protocol '%s' (did you mean '%s'?)", b->file, x->line, x->name,
+               s);
   } else {
     char known[2048] = "", q[128];
     for (size_t i = 0; i < rs_protocol_registry_len; i++)
@@ -189,11 +198,11 @@ static void report_unknown_protocol(struct build *b, const struct rs_xml_proto *
 /* Attributes every protocol accepts besides its table: `level`, and JGroups attributes that
  * mean nothing here, accepted with a warning so that a configuration written for JGroups loads. */
 static const char *const log_levels[] = {"trace", "debug", "info", "warn", "error", "off", NULL};
-#define COMMON_IGNORED(n, why) {n, RS_ATTR_IGNORED, 0, NULL, 0, 0, why, 0, NULL}
+#define COMMON_IGNORED(n, why)                                                                     \
+  { n, RS_ATTR_IGNORED, 0, NULL, 0, 0, why, 0, NULL }
 const struct rs_attr stack_common_attrs[] = {
     {"level", RS_ATTR_ENUM, 0, NULL, 0, 0,
-     "log level of this protocol (default: the RS_LOG environment variable, else warn)", 0,
-     log_levels},
+     "log level of this protocol; by default the one RS_LOG sets, else warn", 0, log_levels},
     COMMON_IGNORED("stats", "counters are always kept"),
     COMMON_IGNORED("ergonomics", "values are used as configured"),
     COMMON_IGNORED("id", "protocol ids are fixed wire constants"),
@@ -222,7 +231,8 @@ static void warn_ignored(struct build *b, const struct rs_protocol *p, const str
 static void report_unknown_attr(struct build *b, const struct rs_protocol *p,
                                 const struct rs_xml_attr *a) {
   size_t n = 1;
-  for (const struct rs_attr *r = p->ops->attrs; r && r->name; r++) n++;
+  for (const struct rs_attr *r = p->ops->attrs; r && r->name; r++)
+    n++;
   const char **names = calloc(n, sizeof(*names));
   if (!names) {
     no_memory(b);
@@ -245,8 +255,10 @@ static void report_unknown_attr(struct build *b, const struct rs_protocol *p,
 static void set_level(struct build *b, struct rs_protocol *p, const struct rs_xml_attr *a) {
   enum rs_log_level level;
   if (rs_log_level_parse(a->value, &level)) {
-    diag_error(b->d, "%s:%d: %s: attribute 'level': '%s' is not one of: trace, debug, info, warn, "
-               "error, off", b->file, a->line, p->ops->name, a->value);
+    diag_error(b->d,
+               "%s:%d: %s: attribute 'level': '%s' is not one of: trace, debug, info, warn, "
+               "error, off",
+               b->file, a->line, p->ops->name, a->value);
     return;
   }
   p->level = level;
@@ -256,19 +268,16 @@ static void set_level(struct build *b, struct rs_protocol *p, const struct rs_xm
 static void record_unresolved(struct build *b, const struct rs_protocol *p,
                               const struct rs_attr *row, const struct rs_xml_attr *a) {
   struct rs_stack_origin *o = b->st->origin;
-  struct origin_unresolved *u = realloc(o->unresolved, (o->n_unresolved + 1) * sizeof(*u));
+  char *names = strdup(a->unresolved);
+  struct origin_unresolved *u =
+      names ? realloc(o->unresolved, (o->n_unresolved + 1) * sizeof(*u)) : NULL;
   if (!u) {
+    free(names);
     no_memory(b);
     return;
   }
   o->unresolved = u;
-  u = &u[o->n_unresolved];
-  *u = (struct origin_unresolved){.p = p, .a = row, .line = a->line, .names = strdup(a->unresolved)};
-  if (!u->names) {
-    no_memory(b);
-    return;
-  }
-  o->n_unresolved++;
+  u[o->n_unresolved++] = (struct origin_unresolved){p, row, names, a->line};
 }
 
 /* One XML attribute: `level`, then the protocol's table, then the JGroups attributes every
@@ -281,8 +290,10 @@ static void apply_attr(struct build *b, struct rs_protocol *p, const struct rs_x
   const struct rs_attr *row = attr_find(p->ops, a->name);
   if (!row) {
     const char *why = common_ignored_why(a->name);
-    if (why) warn_ignored(b, p, a, why);
-    else report_unknown_attr(b, p, a);
+    if (why)
+      warn_ignored(b, p, a, why);
+    else
+      report_unknown_attr(b, p, a);
     return;
   }
   if (row->type == RS_ATTR_IGNORED) {
@@ -295,8 +306,7 @@ static void apply_attr(struct build *b, struct rs_protocol *p, const struct rs_x
   }
   char err[512];
   if (attr_set(row, p, a->value, err, sizeof(err)))
-    diag_error(b->d, "%s:%d: %s: attribute '%s': %s", b->file, a->line, p->ops->name, a->name,
-               err);
+    diag_error(b->d, "%s:%d: %s: attribute '%s': %s", b->file, a->line, p->ops->name, a->name, err);
 }
 
 static struct rs_protocol *find_ops(const struct rs_stack *st, const struct rs_protocol_ops *ops) {
@@ -323,8 +333,10 @@ static struct rs_protocol *add_instance(struct build *b, const struct rs_protoco
   p->stack = st;
   p->rt = st->rt;
   p->down = st->top;
-  if (st->top) st->top->up = p;
-  else st->bottom = p;
+  if (st->top)
+    st->top->up = p;
+  else
+    st->bottom = p;
   st->top = p;
   st->n++;
   return p;
@@ -346,7 +358,8 @@ static void add_protocol(struct build *b, const struct rs_xml_proto *x) {
   struct rs_protocol *p = add_instance(b, ops, x->line);
   if (!p) return;
   attr_set_defaults(ops, p);
-  for (size_t i = 0; i < x->n_attrs; i++) apply_attr(b, p, &x->attrs[i]);
+  for (size_t i = 0; i < x->n_attrs; i++)
+    apply_attr(b, p, &x->attrs[i]);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -361,8 +374,8 @@ static void check_transport(struct build *b) {
       diag_error(b->d, "%s:%d: %s: only one transport per stack (%s is the transport)", b->file,
                  origin_line(st, p), p->ops->name, tp->ops->name);
     else if (p != st->bottom)
-      diag_error(b->d, "%s:%d: %s must be the first (bottom) protocol", b->file,
-                 origin_line(st, p), p->ops->name);
+      diag_error(b->d, "%s:%d: %s must be the first (bottom) protocol", b->file, origin_line(st, p),
+                 p->ops->name);
     if (!tp) tp = p;
   }
   if (tp || !st->bottom) return;
@@ -410,8 +423,8 @@ static void check_requires(struct build *b, const struct rs_protocol *p) {
                  origin_line(b->st, p), p->ops->name, names, above->ops->name,
                  origin_line(b->st, above));
     else
-      diag_error(b->d, "%s:%d: %s: needs %s below it", b->file, origin_line(b->st, p),
-                 p->ops->name, names);
+      diag_error(b->d, "%s:%d: %s: needs %s below it", b->file, origin_line(b->st, p), p->ops->name,
+                 names);
   }
 }
 
@@ -465,13 +478,16 @@ int stack_build(struct rs_stack **out, const struct rs_xml_config *cfg, struct r
   st->rt = rt;
   st->file = strdup(cfg->file ? cfg->file : "<config>");
   st->origin = calloc(1, sizeof(*st->origin));
-  struct build b = {.st = st, .d = d, .file = st->file ? st->file : "<config>", .errors = d->errors};
+  struct build b = {
+      .st = st, .d = d, .file = st->file ? st->file : "<config>", .errors = d->errors};
   if (!st->file || !st->origin) no_memory(&b);
-  for (size_t i = 0; i < cfg->n && !b.nomem; i++) add_protocol(&b, &cfg->protos[i]);
+  for (size_t i = 0; i < cfg->n && !b.nomem; i++)
+    add_protocol(&b, &cfg->protos[i]);
   if (cfg->n == 0) diag_error(d, "%s: the configuration lists no protocols", b.file);
   if (!b.unknown && !b.nomem) {
     check_transport(&b);
-    for (const struct rs_protocol *p = st->bottom; p; p = p->up) check_requires(&b, p);
+    for (const struct rs_protocol *p = st->bottom; p; p = p->up)
+      check_requires(&b, p);
   }
   if (d->errors == b.errors) run_inits(&b);
   if (d->errors != b.errors) {
@@ -491,7 +507,8 @@ static void property_hint(const char *names, char *buf, size_t len) {
   snprintf(buf, len, "pass -D%s=...", names);
   if (!copy) return;
   for (char *n = strtok_r(copy, ",", &save); n; n = strtok_r(NULL, ",", &save)) {
-    while (isspace((unsigned char)*n)) n++;
+    while (isspace((unsigned char)*n))
+      n++;
     if (!strncmp(n, "env.", 4)) {
       if (!env) env = n + 4;
       continue;
@@ -514,7 +531,8 @@ static void report_required(const struct rs_stack *st, struct rs_diag *d,
                where(st, u->line, loc, sizeof(loc)), p->ops->name, a->name, u->names, hint);
   } else {
     /* A -D property only reaches an attribute through a ${...} in the XML. */
-    diag_error(d, "%s: %s: required attribute '%s' is not set (set it in the XML, e.g. "
+    diag_error(d,
+               "%s: %s: required attribute '%s' is not set (set it in the XML, e.g. "
                "%s=\"${%s}\" with -D%s=...)",
                where(st, origin_line(st, p), loc, sizeof(loc)), p->ops->name, a->name, a->name,
                a->name, a->name);
@@ -554,7 +572,8 @@ static void print_protocol(FILE *f, const struct rs_protocol *p) {
   if (p->level_set) {
     char lvl[16];
     snprintf(lvl, sizeof(lvl), "%s", rs_log_level_name(p->level));
-    for (char *c = lvl; *c; c++) *c = (char)tolower((unsigned char)*c);
+    for (char *c = lvl; *c; c++)
+      *c = (char)tolower((unsigned char)*c);
     fprintf(f, "    level = %s\n", lvl);
   }
   for (const struct rs_attr *a = p->ops->attrs; a && a->name; a++)
@@ -566,7 +585,8 @@ char *stack_print(const struct rs_stack *st) {
   size_t len = 0;
   FILE *f = open_memstream(&text, &len);
   if (!f) return NULL;
-  for (const struct rs_protocol *p = st->bottom; p; p = p->up) print_protocol(f, p);
+  for (const struct rs_protocol *p = st->bottom; p; p = p->up)
+    print_protocol(f, p);
   if (fclose(f)) {
     free(text);
     return NULL;

@@ -60,7 +60,10 @@ struct rs_xml_config {
   size_t n;
 };
 
-/* Parse a file or a string (stack/xml.c). Errors go to d; returns 0 or RS_ECONFIG. */
+/* Parse a file or a string (stack/xml.c). Errors go to d; returns 0 or RS_ECONFIG. After errors
+ * inside elements (a bad ${...}, a child element) *out keeps the rest, which `config check`
+ * builds to report more errors; after a syntax error it is empty. Free it with xml_config_free
+ * in every case. */
 int xml_parse_file(const char *path, const struct rs_props *props, struct rs_xml_config *out,
                    struct rs_diag *d);
 int xml_parse_string(const char *text, size_t len, const char *name, const struct rs_props *props,

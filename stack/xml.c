@@ -85,7 +85,8 @@ static void sbuf_add(struct sbuf *b, const char *s, size_t n) {
   if (b->nomem) return;
   if (b->len + n + 1 > b->cap) {
     size_t cap = b->cap ? b->cap : 64;
-    while (cap < b->len + n + 1) cap *= 2;
+    while (cap < b->len + n + 1)
+      cap *= 2;
     char *p = realloc(b->p, cap);
     if (!p) {
       b->nomem = true;
@@ -100,7 +101,8 @@ static void sbuf_add(struct sbuf *b, const char *s, size_t n) {
 }
 
 static char *trim(char *s) {
-  while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r') s++;
+  while (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r')
+    s++;
   size_t n = strlen(s);
   while (n && (s[n - 1] == ' ' || s[n - 1] == '\t' || s[n - 1] == '\n' || s[n - 1] == '\r'))
     s[--n] = '\0';
@@ -162,8 +164,10 @@ static enum subst_result substitute(const char *in, const struct rs_props *props
     if (!expr) b.nomem = true;
     char *names = NULL;
     const char *v = expr ? resolve_expr(expr, props, &names) : NULL;
-    if (v) sbuf_add(&b, v, strlen(v));
-    else if (expr && !*unresolved && !(*unresolved = strdup(names))) b.nomem = true;
+    if (v)
+      sbuf_add(&b, v, strlen(v));
+    else if (expr && !*unresolved && !(*unresolved = strdup(names)))
+      b.nomem = true;
     free(expr);
     s = close + 1;
   }
@@ -192,17 +196,18 @@ struct parser {
   const struct rs_props *props;
   struct rs_xml_config *out;
   struct rs_diag *d;
-  int depth;      /* 1: <config>, 2: a protocol, 3+: inside a protocol */
+  int depth; /* 1: <config>, 2: a protocol, 3+: inside a protocol */
   int root_line;
-  bool skip;      /* inside an element whose children were already reported */
+  bool skip; /* inside an element whose children were already reported */
   bool nomem;
-  bool stopped;   /* we stopped expat ourselves, after reporting why */
+  bool stopped; /* we stopped expat ourselves, after reporting why */
+  bool fatal;   /* the document could not be read: nothing of it is usable */
 };
 
 static int cur_line(const struct parser *ps) { return (int)XML_GetCurrentLineNumber(ps->xp); }
 
 static void stop(struct parser *ps) {
-  ps->stopped = true;
+  ps->stopped = ps->fatal = true;
   XML_StopParser(ps->xp, XML_FALSE);
 }
 
@@ -226,24 +231,29 @@ static const char *skip_space(const char *s, const char *end, int *line) {
  * unexpected (another encoding, say) falls back to the tag's line. */
 static void attr_lines(const struct parser *ps, const XML_Char **atts, size_t n, int *lines) {
   int line = cur_line(ps);
-  for (size_t i = 0; i < n; i++) lines[i] = line;
+  for (size_t i = 0; i < n; i++)
+    lines[i] = line;
   XML_Index off = XML_GetCurrentByteIndex(ps->xp);
   int count = XML_GetCurrentByteCount(ps->xp);
   if (off < 0 || count <= 0 || (size_t)off + (size_t)count > ps->len) return;
   const char *s = ps->text + off, *end = s + count;
   if (*s++ != '<') return;
-  while (s < end && !is_space(*s) && *s != '/' && *s != '>') s++;
+  while (s < end && !is_space(*s) && *s != '/' && *s != '>')
+    s++;
   for (size_t i = 0; i < n; i++) {
     s = skip_space(s, end, &line);
     const char *name = s;
-    while (s < end && !is_space(*s) && *s != '=') s++;
+    while (s < end && !is_space(*s) && *s != '=')
+      s++;
     size_t name_len = (size_t)(s - name);
     if (name_len != strlen(atts[2 * i]) || memcmp(name, atts[2 * i], name_len)) return;
     lines[i] = line;
-    while (s < end && *s != '"' && *s != '\'') line += *s++ == '\n';
+    while (s < end && *s != '"' && *s != '\'')
+      line += *s++ == '\n';
     if (s >= end) return;
     char quote = *s++;
-    while (s < end && *s != quote) line += *s++ == '\n';
+    while (s < end && *s != quote)
+      line += *s++ == '\n';
     s++;
   }
 }
@@ -261,8 +271,8 @@ static bool root_attr_known(const char *name) {
 static void on_root(struct parser *ps, const XML_Char *name, const XML_Char **atts) {
   ps->root_line = cur_line(ps);
   if (strcasecmp(local_name(name), "config")) {
-    diag_error(ps->d, "%s:%d: the root element must be <config>, not <%s>", ps->file,
-               ps->root_line, name);
+    diag_error(ps->d, "%s:%d: the root element must be <config>, not <%s>", ps->file, ps->root_line,
+               name);
     stop(ps);
     return;
   }
@@ -292,8 +302,8 @@ static struct rs_xml_proto *new_proto(struct parser *ps, const char *name, size_
 }
 
 /* Substitutes one attribute value into pr->attrs[pr->n_attrs]. */
-static void add_attr(struct parser *ps, struct rs_xml_proto *pr, const char *name,
-                     const char *raw, int line) {
+static void add_attr(struct parser *ps, struct rs_xml_proto *pr, const char *name, const char *raw,
+                     int line) {
   struct rs_xml_attr *a = &pr->attrs[pr->n_attrs];
   memset(a, 0, sizeof(*a));
   a->line = line;
@@ -320,7 +330,8 @@ static void on_protocol(struct parser *ps, const XML_Char *name, const XML_Char 
     return;
   }
   size_t n = 0;
-  while (atts[2 * n]) n++;
+  while (atts[2 * n])
+    n++;
   struct rs_xml_proto *pr = new_proto(ps, name, n);
   int *lines = calloc(n ? n : 1, sizeof(*lines));
   if (!pr || !lines) {
@@ -329,7 +340,8 @@ static void on_protocol(struct parser *ps, const XML_Char *name, const XML_Char 
     return;
   }
   attr_lines(ps, atts, n, lines);
-  for (size_t i = 0; i < n && !ps->nomem; i++) add_attr(ps, pr, atts[2 * i], atts[2 * i + 1], lines[i]);
+  for (size_t i = 0; i < n && !ps->nomem; i++)
+    add_attr(ps, pr, atts[2 * i], atts[2 * i + 1], lines[i]);
   free(lines);
 }
 
@@ -344,8 +356,8 @@ static void XMLCALL on_start(void *arg, const XML_Char *name, const XML_Char **a
   } else if (!ps->skip) {
     /* Reported once per protocol: the rest of its subtree says nothing new. */
     const struct rs_xml_config *c = ps->out;
-    diag_error(ps->d, "%s:%d: %s: child elements are not supported (<%s>)", ps->file,
-               cur_line(ps), c->n ? c->protos[c->n - 1].name : "?", name);
+    diag_error(ps->d, "%s:%d: %s: child elements are not supported (<%s>)", ps->file, cur_line(ps),
+               c->n ? c->protos[c->n - 1].name : "?", name);
     ps->skip = true;
   }
 }
@@ -389,11 +401,15 @@ static void run_expat(struct parser *ps) {
   XML_SetUserData(ps->xp, ps);
   XML_SetElementHandler(ps->xp, on_start, on_end);
   XML_SetEntityDeclHandler(ps->xp, on_entity_decl);
+  ps->fatal = true; /* unless expat reads it to the end */
   if (ps->len > INT_MAX) {
     diag_error(ps->d, "%s: too large for a configuration", ps->file);
     return;
   }
-  if (XML_Parse(ps->xp, ps->text, (int)ps->len, XML_TRUE) == XML_STATUS_OK) return;
+  if (XML_Parse(ps->xp, ps->text, (int)ps->len, XML_TRUE) == XML_STATUS_OK) {
+    ps->fatal = ps->stopped;
+    return;
+  }
   if (ps->stopped) return; /* already reported */
   diag_error(ps->d, "%s:%d: XML error: %s", ps->file, cur_line(ps),
              XML_ErrorString(XML_GetErrorCode(ps->xp)));
@@ -417,7 +433,9 @@ int xml_parse_string(const char *text, size_t len, const char *name, const struc
     diag_error(d, "%s:%d: <config> lists no protocols", ps.file, ps.root_line);
   if (ps.xp) XML_ParserFree(ps.xp);
   if (d->errors == errors) return 0;
-  xml_config_free(out);
+  /* After errors inside elements (a bad ${, a child element) the rest is still a config that a
+   * checker may build to find more errors; after a syntax error nothing is. */
+  if (ps.fatal || ps.nomem) xml_config_free(out);
   return ps.nomem ? RS_ENOMEM : RS_ECONFIG;
 }
 

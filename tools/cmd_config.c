@@ -1,4 +1,5 @@
 /* `raftstack config check FILE [-Dname=value ...]`: validate a stack and print it bottom-up. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -56,13 +57,14 @@ static int parse(const char *file, const struct rs_props *props, struct rs_xml_c
   return rc;
 }
 
-/* Builds on a simulated runtime, which starts no thread; init opens no socket either. */
-static int build_and_print(const struct rs_xml_config *cfg, struct rs_diag *d) {
+/* Builds on a simulated runtime, which starts no thread; init opens no socket either. Prints the
+ * stack when `print` and the build succeeds. */
+static int build(const struct rs_xml_config *cfg, struct rs_diag *d, bool print) {
   struct rs_sim *sim = rs_sim_new(1);
   struct rs_runtime *rt = sim ? rs_sim_runtime_new(sim, "check") : NULL;
   struct rs_stack *st = NULL;
   int rc = rt ? stack_build(&st, cfg, rt, d) : RS_ENOMEM;
-  if (rc == 0) {
+  if (rc == 0 && print) {
     struct rs_diag req;
     diag_init(&req);
     stack_check_required(st, &req); /* a program may still set them: warnings here */
@@ -72,8 +74,8 @@ static int build_and_print(const struct rs_xml_config *cfg, struct rs_diag *d) {
     char *text = stack_print(st);
     fputs(text ? text : "", stdout);
     free(text);
-    stack_destroy(st);
   }
+  stack_destroy(st);
   if (rt) rs_runtime_destroy(rt);
   if (sim) rs_sim_free(sim);
   return rc;
@@ -111,7 +113,10 @@ static int check(int argc, char **argv) {
   struct rs_diag d;
   diag_init(&d);
   int rc = parse(file, &props, &cfg, &d);
-  if (rc == 0) rc = build_and_print(&cfg, &d);
+  if (rc == 0)
+    rc = build(&cfg, &d, true);
+  else if (cfg.n > 0)
+    build(&cfg, &d, false); /* what parsed still shows the errors it has */
   if (rc) fputs(d.text ? d.text : "", stderr);
   status = rc ? TOOL_USAGE : TOOL_OK;
   xml_config_free(&cfg);

@@ -27,30 +27,65 @@ static const char *qualified(const struct rs_protocol_ops *ops, char *buf, size_
 /* A duration bound in ms, with the unit that reads best ("1s", "500ms"). */
 static void format_ms(double ms, char *buf, size_t len) {
   long long v = (long long)ms;
-  if (v && v % 60000 == 0) snprintf(buf, len, "%lldm", v / 60000);
-  else if (v && v % 1000 == 0) snprintf(buf, len, "%llds", v / 1000);
-  else snprintf(buf, len, "%lldms", v);
+  if (v && v % 60000 == 0)
+    snprintf(buf, len, "%lldm", v / 60000);
+  else if (v && v % 1000 == 0)
+    snprintf(buf, len, "%llds", v / 1000);
+  else
+    snprintf(buf, len, "%lldms", v);
+}
+
+/* Sizes that are whole binary units read better as such ("64KiB", "1GiB"). */
+static void format_bytes(double v, char *buf, size_t len) {
+  static const char *const units[] = {"GiB", "MiB", "KiB"};
+  unsigned long long b = (unsigned long long)v;
+  for (int i = 0; i < 3; i++) {
+    unsigned long long u = 1ull << (10 * (3 - i));
+    if (b && b % u == 0) {
+      snprintf(buf, len, "%llu%s", b / u, units[i]);
+      return;
+    }
+  }
+  snprintf(buf, len, "%llu", b);
 }
 
 static void format_bound(const struct rs_attr *a, double v, char *buf, size_t len) {
-  if (a->type == RS_ATTR_DURATION) format_ms(v, buf, len);
-  else if (a->type == RS_ATTR_DOUBLE) snprintf(buf, len, "%.15g", v);
-  else snprintf(buf, len, "%.0f", v);
+  if (a->type == RS_ATTR_DURATION)
+    format_ms(v, buf, len);
+  else if (a->type == RS_ATTR_SIZE)
+    format_bytes(v, buf, len);
+  else if (a->type == RS_ATTR_DOUBLE)
+    snprintf(buf, len, "%.15g", v);
+  else
+    snprintf(buf, len, "%.0f", v);
 }
 
+/* "a, b, c": an enum's choices. */
+static void choices_cell(const struct rs_attr *a, char *buf, size_t len) {
+  buf[0] = '\0';
+  for (const char *const *c = a->choices; c && *c; c++) {
+    size_t n = strlen(buf);
+    snprintf(buf + n, len - n, "%s%s", n ? ", " : "", *c);
+  }
+}
+
+/* The range of a number; an enum's choices go with its description instead. */
 static void range_cell(const struct rs_attr *a, char *buf, size_t len) {
   buf[0] = '\0';
-  if (a->type == RS_ATTR_ENUM) {
-    for (const char *const *c = a->choices; c && *c; c++) {
-      size_t n = strlen(buf);
-      snprintf(buf + n, len - n, "%s%s", n ? "|" : "", *c);
-    }
-  } else if (a->min != 0 || a->max != 0) {
+  if (a->type != RS_ATTR_ENUM && (a->min != 0 || a->max != 0)) {
     char lo[32], hi[32];
     format_bound(a, a->min, lo, sizeof(lo));
     format_bound(a, a->max, hi, sizeof(hi));
     snprintf(buf, len, "[%s, %s]", lo, hi);
   }
+}
+
+/* The description, with an enum's choices appended. */
+static void desc_cell(const struct rs_attr *a, char *buf, size_t len) {
+  char choices[256];
+  choices_cell(a, choices, sizeof(choices));
+  snprintf(buf, len, "%s%s%s%s", a->desc ? a->desc : "", choices[0] ? " (one of: " : "", choices,
+           choices[0] ? ")" : "");
 }
 
 static void type_cell(const struct rs_attr *a, char *buf, size_t len) {
@@ -85,7 +120,8 @@ static void requires_cell(const struct rs_protocol_ops *ops, char *buf, size_t l
  */
 static void list_protocols(void) {
   char q[128];
-  printf("Protocols (XML element names; a stack lists them bottom first, the transport first):\n\n");
+  printf(
+      "Protocols (XML element names; a stack lists them bottom first, the transport first):\n\n");
   for (size_t i = 0; i < rs_protocol_registry_len; i++) {
     const struct rs_protocol_ops *ops = rs_protocol_registry[i];
     printf("  %-18s %s\n", qualified(ops, q, sizeof(q)), ops->description ? ops->description : "");
@@ -93,32 +129,69 @@ static void list_protocols(void) {
   printf("\n`raftstack protocols NAME` prints a protocol's attributes.\n");
 }
 
-static void print_attr_row(const struct rs_attr *a, int width) {
+/* Column widths of the attribute table, from the rows it will print. */
+struct widths {
+  int name, type, def, range;
+};
+
+#define TEXT_WIDTH 100
+
+static int max_int(int a, int b) { return a > b ? a : b; }
+
+static void measure(const struct rs_attr *a, struct widths *w) {
+  char name[128], type[64], range[256];
+  name_cell(a, name, sizeof(name));
+  type_cell(a, type, sizeof(type));
+  range_cell(a, range, sizeof(range));
+  w->name = max_int(w->name, (int)strlen(name));
+  if (a->type == RS_ATTR_ALIAS) return;
+  w->type = max_int(w->type, (int)strlen(type));
+  w->def = max_int(w->def, a->def ? (int)strlen(a->def) : 1);
+  w->range = max_int(w->range, range[0] ? (int)strlen(range) : 1);
+}
+
+/* Prints text from column `col` on, wrapped at TEXT_WIDTH with continuation lines indented. */
+static void print_wrapped(const char *text, int col) {
+  int room = max_int(TEXT_WIDTH - col, 30);
+  while (text && *text) {
+    int n = (int)strlen(text);
+    if (n > room) {
+      n = room;
+      while (n > 0 && text[n] != ' ')
+        n--;
+      if (n == 0) n = room;
+    }
+    printf("%.*s\n", n, text);
+    text += n;
+    while (*text == ' ')
+      text++;
+    if (*text) printf("%*s", col, "");
+  }
+}
+
+static void print_attr_row(const struct rs_attr *a, const struct widths *w) {
   char name[128], type[64], range[256];
   name_cell(a, name, sizeof(name));
   if (a->type == RS_ATTR_ALIAS) {
-    printf("  %-*s alias of %s\n", width, name, a->def ? a->def : "?");
+    printf("  %-*s alias of %s\n", w->name, name, a->def ? a->def : "?");
     return;
   }
   type_cell(a, type, sizeof(type));
   range_cell(a, range, sizeof(range));
-  printf("  %-*s %-19s %-12s %-16s %s\n", width, name, type, a->def ? a->def : "-",
-         range[0] ? range : "-", a->desc ? a->desc : "");
+  printf("  %-*s  %-*s  %-*s  %-*s  ", w->name, name, w->type, type, w->def, a->def ? a->def : "-",
+         w->range, range[0] ? range : "-");
+  char desc[1024];
+  desc_cell(a, desc, sizeof(desc));
+  if (!desc[0]) printf("\n");
+  print_wrapped(desc, 2 + w->name + 2 + w->type + 2 + w->def + 2 + w->range + 2);
 }
 
-static int name_width(const struct rs_attr *attrs) {
-  int w = 9;
-  for (const struct rs_attr *a = attrs; a && a->name; a++)
-    if ((int)strlen(a->name) + 1 > w) w = (int)strlen(a->name) + 1;
-  return w;
-}
-
-static void print_ignored(const struct rs_attr *attrs, int width) {
+static void print_ignored(const struct rs_attr *attrs) {
   for (const struct rs_attr *a = attrs; a && a->name; a++) {
     if (is_value(a)) continue;
     char name[128];
     name_cell(a, name, sizeof(name));
-    printf("  %-*s %s\n", width, name, a->desc ? a->desc : "");
+    printf("    %s: %s\n", name, a->desc ? a->desc : "not used");
   }
 }
 
@@ -128,21 +201,25 @@ static void print_protocol(const struct rs_protocol_ops *ops) {
   if (ops->flags & RS_PROTO_TRANSPORT) printf("  a transport: the first (bottom) protocol\n");
   if (ops->aliases && ops->aliases[0]) {
     printf("  also accepted as:");
-    for (const char *const *a = ops->aliases; *a; a++) printf(" %s", *a);
+    for (const char *const *a = ops->aliases; *a; a++)
+      printf(" %s", *a);
     printf("\n");
   }
   requires_cell(ops, req, sizeof(req));
   if (req[0]) printf("  needs below it: %s\n", req);
-  int w = name_width(ops->attrs);
-  if (name_width(stack_common_attrs) > w) w = name_width(stack_common_attrs);
-  printf("\n  %-*s %-19s %-12s %-16s %s\n", w, "attribute", "type", "default", "range",
-         "description");
+  struct widths w = {(int)strlen("attribute"), (int)strlen("type"), (int)strlen("default"),
+                     (int)strlen("range")};
   for (const struct rs_attr *a = ops->attrs; a && a->name; a++)
-    if (is_value(a)) print_attr_row(a, w);
-  print_attr_row(&stack_common_attrs[0], w);
+    if (is_value(a)) measure(a, &w);
+  measure(&stack_common_attrs[0], &w);
+  printf("\n  %-*s  %-*s  %-*s  %-*s  %s\n", w.name, "attribute", w.type, "type", w.def, "default",
+         w.range, "range", "description");
+  for (const struct rs_attr *a = ops->attrs; a && a->name; a++)
+    if (is_value(a)) print_attr_row(a, &w);
+  print_attr_row(&stack_common_attrs[0], &w);
   printf("\n  JGroups attributes accepted and ignored (one warning each):\n");
-  print_ignored(ops->attrs, w);
-  print_ignored(stack_common_attrs, w);
+  print_ignored(ops->attrs);
+  print_ignored(stack_common_attrs);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -151,9 +228,12 @@ static void print_protocol(const struct rs_protocol_ops *ops) {
 /* A table cell: '|' would end the cell and a newline the row. */
 static void md_cell(const char *s) {
   for (; s && *s; s++) {
-    if (*s == '|') fputs("\\|", stdout);
-    else if (*s == '\n') fputc(' ', stdout);
-    else fputc(*s, stdout);
+    if (*s == '|')
+      fputs("\\|", stdout);
+    else if (*s == '\n')
+      fputc(' ', stdout);
+    else
+      fputc(*s, stdout);
   }
 }
 
@@ -217,10 +297,12 @@ static void md_attr_row(const struct rs_attr *a) {
   range_cell(a, range, sizeof(range));
   printf(" | %s | ", type);
   md_code_cell(a->def);
+  char desc[1024];
+  desc_cell(a, desc, sizeof(desc));
   printf(" | ");
   md_cell(range);
   printf(" | ");
-  md_cell(a->desc);
+  md_cell(desc);
   printf(" |\n");
 }
 
@@ -248,7 +330,8 @@ static void md_protocol(const struct rs_protocol_ops *ops) {
   if (ops->flags & RS_PROTO_TRANSPORT) printf("A transport: the first (bottom) protocol.\n\n");
   if (ops->aliases && ops->aliases[0]) {
     printf("Also accepted as:");
-    for (const char *const *a = ops->aliases; *a; a++) printf(" `%s`", *a);
+    for (const char *const *a = ops->aliases; *a; a++)
+      printf(" `%s`", *a);
     printf(".\n\n");
   }
   requires_cell(ops, req, sizeof(req));
@@ -260,8 +343,10 @@ static void md_protocol(const struct rs_protocol_ops *ops) {
     md_attr_row(a);
     any = true;
   }
-  if (any) printf("\n");
-  else printf("No attributes of its own.\n\n");
+  if (any)
+    printf("\n");
+  else
+    printf("No attributes of its own.\n\n");
   md_ignored(ops->attrs);
 }
 
@@ -277,14 +362,16 @@ static void print_markdown(void) {
   char q[128];
   for (size_t i = 0; i < rs_protocol_registry_len; i++) {
     const struct rs_protocol_ops *ops = rs_protocol_registry[i];
-    printf("| [%s](#", qualified(ops, q, sizeof(q)));
-    for (const char *c = q; *c; c++) /* GitHub's anchor: lower case, dots dropped */
+    const char *name = qualified(ops, q, sizeof(q));
+    printf("| [%s](#", name);
+    for (const char *c = name; *c; c++) /* GitHub's anchor: lower case, dots dropped */
       if (*c != '.') putchar(*c >= 'A' && *c <= 'Z' ? *c - 'A' + 'a' : *c);
     printf(") | ");
     md_cell(ops->description);
     printf(" |\n");
   }
-  for (size_t i = 0; i < rs_protocol_registry_len; i++) md_protocol(rs_protocol_registry[i]);
+  for (size_t i = 0; i < rs_protocol_registry_len; i++)
+    md_protocol(rs_protocol_registry[i]);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -295,10 +382,14 @@ static int unknown(const char *name) {
   for (size_t i = 0; names && i < rs_protocol_registry_len; i++)
     names[i] = rs_protocol_registry[i]->name;
   const char *dot = strrchr(name, '.');
-  const char *s = names ? suggest_closest(dot ? dot + 1 : name, names, rs_protocol_registry_len)
-                        : NULL;
-  if (s) fprintf(stderr, "raftstack protocols: unknown protocol '%s' (did you mean '%s'?)\n", name, s);
-  else fprintf(stderr, "raftstack protocols: unknown protocol '%s' (`raftstack protocols` lists them)\n", name);
+  const char *s =
+      names ? suggest_closest(dot ? dot + 1 : name, names, rs_protocol_registry_len) : NULL;
+  if (s)
+    fprintf(stderr, "raftstack protocols: unknown protocol '%s' (did you mean '%s'?)\n", name, s);
+  else
+    fprintf(stderr,
+            "raftstack protocols: unknown protocol '%s' (`raftstack protocols` lists them)\n",
+            name);
   free(names);
   return TOOL_USAGE;
 }
@@ -322,9 +413,13 @@ int cmd_protocols(int argc, char **argv) {
   }
   const struct rs_protocol_ops *ops = name ? registry_find(name) : NULL;
   if (name && !ops) return unknown(name);
-  if (markdown && ops) md_protocol(ops);
-  else if (markdown) print_markdown();
-  else if (ops) print_protocol(ops);
-  else list_protocols();
+  if (markdown && ops)
+    md_protocol(ops);
+  else if (markdown)
+    print_markdown();
+  else if (ops)
+    print_protocol(ops);
+  else
+    list_protocols();
   return fflush(stdout) ? TOOL_FAIL : TOOL_OK;
 }

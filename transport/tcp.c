@@ -68,7 +68,6 @@ struct tcp_conn {
   struct rs_phys peer;   /* the peer's listening address (incoming: once the preamble is read) */
   struct rs_phys remote; /* incoming: the socket's remote address, for log lines */
   enum conn_state state;
-  bool outgoing;
   bool sending;     /* the connection chosen to carry frames to this peer */
   bool in_callback; /* closing defers the free to the end of the callback */
   bool want_write;
@@ -123,17 +122,24 @@ static const struct rs_tp_ops tcp_ops = {
     .multicast = false, .max_frame = TCP_MAX_FRAME,
 };
 
-static void tcp_warn(struct tcp *t, const char *what, const struct rs_phys *peer,
-                     const char *detail) {
+/* A rate-limited line about a peer (bad input, failures); the counting is the caller's. */
+static void tcp_log(struct tcp *t, enum rs_log_level level, const char *what,
+                    const struct rs_phys *peer, const char *detail) {
   uint64_t suppressed;
+  if (!proto_log_enabled(&t->tp.base, level)) return;
   if (!ratelimit_ok(&t->rl, rs_now(t->tp.base.rt), 10 * RS_SEC, &suppressed)) return;
   char a[RS_PHYS_STRLEN] = "?";
   if (peer && peer->family) phys_format(peer, a, sizeof(a));
   if (suppressed)
-    PLOG(&t->tp.base, WARN, "%s %s: %s (%" PRIu64 " similar lines suppressed)", what, a, detail,
-         suppressed);
+    proto_log(&t->tp.base, level, "%s %s: %s (%" PRIu64 " similar lines suppressed)", what, a,
+              detail, suppressed);
   else
-    PLOG(&t->tp.base, WARN, "%s %s: %s", what, a, detail);
+    proto_log(&t->tp.base, level, "%s %s: %s", what, a, detail);
+}
+
+static void tcp_warn(struct tcp *t, const char *what, const struct rs_phys *peer,
+                     const char *detail) {
+  tcp_log(t, RS_LOG_WARN, what, peer, detail);
 }
 
 static struct rs_runtime *RT(struct tcp *t) { return t->tp.base.rt; }
@@ -143,12 +149,11 @@ static struct rs_runtime *RT(struct tcp *t) { return t->tp.base.rt; }
 static void on_conn_io(struct rs_io *io, int revents);
 static void on_conn_timer(struct rs_timer *timer);
 
-static struct tcp_conn *conn_new(struct tcp *t, int fd, bool outgoing) {
+static struct tcp_conn *conn_new(struct tcp *t, int fd) {
   struct tcp_conn *c = calloc(1, sizeof(*c));
   if (!c) return NULL;
   c->t = t;
   c->fd = fd;
-  c->outgoing = outgoing;
   c->last_used = rs_now(RT(t));
   rs_timer_init(&c->timer, RT(t), on_conn_timer);
   c->io = RT(t)->ops->io_new(RT(t), fd, on_conn_io, c);
@@ -390,11 +395,11 @@ static struct tcp_conn *conn_connect(struct tcp *t, const struct rs_phys *peer) 
   int rc = connect(fd, (struct sockaddr *)&ss, sl);
   if (rc && errno != EINPROGRESS) {
     t->st.connect_failures++;
-    tcp_warn(t, "connect to", peer, strerror(errno));
+    tcp_log(t, RS_LOG_INFO, "connect to", peer, strerror(errno));
     close(fd);
     return NULL;
   }
-  struct tcp_conn *c = conn_new(t, fd, true);
+  struct tcp_conn *c = conn_new(t, fd);
   if (!c) {
     close(fd);
     return NULL;
@@ -413,9 +418,11 @@ static struct tcp_conn *conn_connect(struct tcp *t, const struct rs_phys *peer) 
   return c;
 }
 
+/* A peer that is down is an everyday event in a group (failure detection deals with it): the
+ * failure is counted, and logged at INFO only. */
 static void connect_failed(struct tcp_conn *c, const char *why) {
   c->t->st.connect_failures++;
-  tcp_warn(c->t, "connect to", &c->peer, why);
+  tcp_log(c->t, RS_LOG_INFO, "connect to", &c->peer, why);
   conn_close(c);
 }
 
@@ -574,24 +581,21 @@ static void on_conn_io(struct rs_io *io, int revents) {
   if (c->state == CONN_CONNECTING) {
     if (revents & (RS_IO_WRITE | RS_IO_READ)) on_connected(c);
   } else {
-    if ((revents & RS_IO_WRITE) && c->state == CONN_OPEN) {
-      if (flush(c)) peer_closed(c, strerror(errno));
-      else if (c->out_len - c->out_off <= t->send_queue_size / 2) wake_sender(t);
-    }
+    if ((revents & RS_IO_WRITE) && c->state == CONN_OPEN && flush(c))
+      peer_closed(c, strerror(errno));
     if ((revents & RS_IO_READ) && c->state != CONN_CLOSED) on_readable(c);
   }
   c->in_callback = false;
-  if (c->state == CONN_CLOSED) {
-    conn_free(c);
-    wake_sender(t);
-  }
+  bool room = c->state == CONN_CLOSED || c->out_len - c->out_off <= t->send_queue_size / 2;
+  if (c->state == CONN_CLOSED) conn_free(c);
+  if (room) wake_sender(t);
 }
 
 /* ---- accepting ------------------------------------------------------------------------------ */
 
 static void accept_one(struct tcp *t, int fd, const struct sockaddr *remote) {
   set_sock_opts(t, fd);
-  struct tcp_conn *c = conn_new(t, fd, false);
+  struct tcp_conn *c = conn_new(t, fd);
   if (!c) {
     close(fd);
     return;
@@ -666,6 +670,7 @@ static void on_reaper(struct rs_timer *timer) {
 
 static int tcp_open(struct rs_tp *tp) {
   struct tcp *t = (struct tcp *)tp;
+  if (!RT(t)->ops->io_new) return proto_error(&tp->base, "needs a runtime with I/O (libev)");
   char err[512];
   int rc = bindaddr_resolve(tp->bind_addr, AF_UNSPEC, &t->bind_ip, err, sizeof(err));
   if (rc) return proto_error(&tp->base, "%s", err);
@@ -742,7 +747,6 @@ static int tcp_init(struct rs_protocol *p) {
   struct tcp *t = (struct tcp *)p;
   t->tp.tops = &tcp_ops;
   t->lfd = -1;
-  if (!p->rt->ops->io_new) return proto_error(p, "needs a runtime with I/O (libev)");
   rs_timer_init(&t->accept_retry, p->rt, on_accept_retry);
   rs_timer_init(&t->reaper, p->rt, on_reaper);
   return tp_init(p);

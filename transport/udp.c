@@ -243,6 +243,7 @@ static int udp_open(struct rs_tp *tp) {
   char err[512];
   sock_init(&u->ucast);
   sock_init(&u->mcast);
+  if (!tp->base.rt->ops->io_new) return proto_error(&tp->base, "needs a runtime with I/O (libev)");
   int family = u->ip_mcast ? af_of(&u->group) : AF_UNSPEC;
   int rc = bindaddr_resolve(tp->bind_addr, family, &bind_ip, err, sizeof(err));
   if (rc) return proto_error(&tp->base, "%s", err);
@@ -296,6 +297,20 @@ static void deliver(struct udp *u, struct udp_sock *s, size_t i) {
   }
   struct rs_phys from;
   phys_from_sockaddr(&from, (const struct sockaddr *)&s->from[i]);
+  /* Messages the stack keeps (for retransmission, say) keep the buffer their payload lives in.
+   * A small datagram is therefore copied into a buffer of its own size, so that it never pins
+   * a 64 KiB slot: what is kept costs at most twice its size. */
+  if (len < UDP_SLOT_SIZE / 2) {
+    struct rs_buf *b = rs_buf_new(len);
+    if (!b) {
+      udp_warn(u, "receive", "out of memory");
+      return;
+    }
+    memcpy(b->data, s->slot[i]->data, len);
+    tp_receive(&u->tp, b, 0, len, &from);
+    rs_buf_unref(b);
+    return;
+  }
   tp_receive(&u->tp, s->slot[i], 0, len, &from);
   /* Messages still referencing the buffer keep it; the slot gets a fresh one next time. */
   if (atomic_load_explicit(&s->slot[i]->refs, memory_order_acquire) > 1) {
@@ -395,7 +410,6 @@ static int udp_init(struct rs_protocol *p) {
   u->tp.tops = u->ip_mcast ? &udp_mcast_ops : &udp_ucast_ops;
   sock_init(&u->ucast);
   sock_init(&u->mcast);
-  if (!p->rt->ops->io_new) return proto_error(p, "needs a runtime with I/O (libev)");
   if (u->ip_mcast && !parse_group(u))
     return proto_error(p, "mcast_addr '%s' is not a multicast address",
                        u->mcast_addr ? u->mcast_addr : "");

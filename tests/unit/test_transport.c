@@ -434,6 +434,84 @@ START_TEST(test_tcp_reconnects_restarted_peer) {
 }
 END_TEST
 
+/* ---- back pressure -------------------------------------------------------------------------- */
+
+struct gate {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  bool open, entered;
+};
+
+/* Runs on a loop thread and holds it until the gate opens: that stack reads nothing meanwhile. */
+static void hold_loop(void *arg) {
+  struct gate *g = arg;
+  pthread_mutex_lock(&g->mu);
+  g->entered = true;
+  pthread_cond_broadcast(&g->cv);
+  while (!g->open) pthread_cond_wait(&g->cv, &g->mu);
+  pthread_mutex_unlock(&g->mu);
+}
+
+START_TEST(test_tcp_back_pressure_loses_nothing) {
+  char xml[1024];
+  int base = free_ports(2);
+  n_nodes = 2;
+  for (int i = 0; i < 2; i++) {
+    snprintf(xml, sizeof(xml), "<config><TCP bind_addr=\"127.0.0.1\" bind_port=\"%d\" "
+             "port_range=\"0\" peers=\"%s\" send_queue_size=\"64KiB\"/></config>", base + i,
+             peers_list(base, 2));
+    start_node(i, xml, "pressure");
+  }
+  uint64_t seq = 0;
+  send_until_heard(0, 1, &seq);
+  seq = 0;
+  send_until_heard(1, 0, &seq);
+
+  struct gate g = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, false, false};
+  ck_assert_int_eq(rs_runtime_call(channel_runtime(nodes[1].ch), hold_loop, &g), 0);
+  pthread_mutex_lock(&g.mu);
+  while (!g.entered) pthread_cond_wait(&g.cv, &g.mu);
+  pthread_mutex_unlock(&g.mu);
+
+  /* n1 reads nothing: socket buffers and n0's queue fill up, then n0 refuses more. */
+  uint8_t buf[256];
+  uint64_t sent = 0, refused_since = 0;
+  while (sent < 2000000) {
+    size_t len = make_payload(buf, KIND_UCAST, 0, sent);
+    int rc = rs_channel_send_nb(nodes[0].ch, &nodes[1].addr, buf, len, 0);
+    if (rc == 0) {
+      sent++;
+      refused_since = 0;
+      continue;
+    }
+    ck_assert_int_eq(rc, RS_EAGAIN);
+    if (!refused_since) refused_since = test_now_ms();
+    if (test_now_ms() - refused_since > 300) break; /* stuck, not just busy */
+    struct timespec ts = {0, 1000000};
+    nanosleep(&ts, NULL);
+  }
+  ck_assert_uint_lt(sent, 2000000);
+  ck_assert_uint_ge(stat_of(nodes[0].ch, "send_blocked"), 1);
+
+  pthread_mutex_lock(&g.mu);
+  g.open = true;
+  pthread_cond_broadcast(&g.cv);
+  pthread_mutex_unlock(&g.mu);
+  for (uint64_t i = 0; i < 1000; i++, sent++) {
+    size_t len = make_payload(buf, KIND_UCAST, 0, sent);
+    ck_assert_int_eq(rs_channel_send(nodes[0].ch, &nodes[1].addr, buf, len, 0), 0);
+  }
+  struct got_from all = {&nodes[1], 0, KIND_UCAST, sent};
+  WAIT_UNTIL(got_enough, &all, 60000, "every message sent under back pressure");
+  ck_assert_uint_eq(atomic_load(&nodes[1].got[0][KIND_UCAST]), sent);
+  ck_assert_uint_eq(atomic_load(&nodes[1].disorder), 0);
+  ck_assert_uint_eq(atomic_load(&nodes[1].corrupt), 0);
+  ck_assert_uint_eq(stat_of(nodes[0].ch, "dropped_queue_full"), 0);
+  ck_assert_uint_eq(stat_of(nodes[0].ch, "tcp_frames_dropped"), 0);
+  stop_nodes();
+}
+END_TEST
+
 /* ---- bad input ------------------------------------------------------------------------------ */
 
 struct stat_at_least {
@@ -751,6 +829,7 @@ static Suite *transport_suite(void) {
   TCase *f = tcase_create("faults");
   tcase_set_timeout(f, 120);
   tcase_add_test(f, test_tcp_reconnects_restarted_peer);
+  tcase_add_test(f, test_tcp_back_pressure_loses_nothing);
   tcase_add_test(f, test_udp_refuses_garbage);
   tcase_add_test(f, test_tcp_refuses_garbage);
   suite_add_tcase(s, f);

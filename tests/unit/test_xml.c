@@ -32,8 +32,8 @@ static const struct rs_attr testp_attrs[] = {
      RS_ATTR_REQUIRED, NULL},
     {"old_name", RS_ATTR_ALIAS, 0, "name", 0, 0, "the name's old spelling", 0, NULL},
     {"mode", RS_ATTR_ENUM, offsetof(struct testp, mode), "safe", 0, 0, "a mode", 0, testp_modes},
-    {"interval", RS_ATTR_DURATION, offsetof(struct testp, interval), "1s", 10, 60000, "period",
-     0, NULL},
+    {"interval", RS_ATTR_DURATION, offsetof(struct testp, interval), "1s", 10, 60000, "period", 0,
+     NULL},
     {"members", RS_ATTR_LIST, offsetof(struct testp, members), NULL, 0, 0, "members", 0, NULL},
     RS_ATTR_END,
 };
@@ -342,6 +342,12 @@ START_TEST(test_init_failure_reported) {
                    RS_ECONFIG);
   ASSERT_DIAG("t.xml:2: LOOPBACK: peers: 'nowhere' is not a numeric host:port\n");
   ck_assert_ptr_null(st);
+  diag_free(&d);
+  /* In its range for the table, too large for a UDP datagram. */
+  ck_assert_int_eq(build(CONFIG("  <UDP bundler.max_size=\"100000\"/>\n")), RS_ECONFIG);
+  ASSERT_DIAG("t.xml:2: UDP: bundler.max_size 100000 exceeds the largest frame this transport "
+              "carries (65507)\n");
+  ck_assert_ptr_null(st);
 }
 END_TEST
 
@@ -375,8 +381,7 @@ START_TEST(test_requires_below) {
   ck_assert_int_eq(build(CONFIG("  <LOOPBACK/>\n  <TESTP name=\"x\"/>\n")), RS_ECONFIG);
   ASSERT_DIAG("t.xml:3: TESTP: needs DISCARD or DELAY below it\n");
   diag_free(&d);
-  ck_assert_int_eq(build(CONFIG("  <LOOPBACK/>\n  <TESTP name=\"x\"/>\n  <DELAY/>\n")),
-                   RS_ECONFIG);
+  ck_assert_int_eq(build(CONFIG("  <LOOPBACK/>\n  <TESTP name=\"x\"/>\n  <DELAY/>\n")), RS_ECONFIG);
   ASSERT_DIAG("t.xml:3: TESTP: needs DISCARD or DELAY below it, but DELAY is above it (line 4)\n");
   diag_free(&d);
   ck_assert_int_eq(build(CONFIG("  <LOOPBACK/>\n  <DELAY/>\n  <TESTP name=\"x\"/>\n")), 0);
@@ -425,8 +430,8 @@ START_TEST(test_substitution) {
   ck_assert_int_eq(props_add(&props, "=x"), RS_EINVAL);
   ck_assert_int_eq(props_add(&props, "novalue"), RS_EINVAL);
   const char *unres;
-  ck_assert_str_eq(subst("${RS_T_PORT}", NULL), "7900");       /* properties beat env */
-  ck_assert_str_eq(subst("${env.RS_T_PORT}", NULL), "7801");   /* env.X: environment only */
+  ck_assert_str_eq(subst("${RS_T_PORT}", NULL), "7900");     /* properties beat env */
+  ck_assert_str_eq(subst("${env.RS_T_PORT}", NULL), "7801"); /* env.X: environment only */
   ck_assert_str_eq(subst("${RS_T_ONLY_ENV}", NULL), "from-env");
   ck_assert_str_eq(subst("${RS_T_NONE,env.RS_T_NONE,RS_T_ONLY_ENV:d}", NULL), "from-env");
   ck_assert_str_eq(subst("${RS_T_NONE, host}", NULL), "h2");
@@ -448,6 +453,18 @@ END_TEST
 START_TEST(test_unterminated_substitution) {
   ck_assert_int_eq(build(CONFIG("  <UDP\n     bind_addr=\"${foo\"/>\n")), RS_ECONFIG);
   ASSERT_DIAG("t.xml:3: UDP: attribute 'bind_addr': unterminated '${' in '${foo'\n");
+  /* The rest of the document stays usable, for a checker to find more errors. */
+  struct rs_xml_config cfg;
+  const char *xml = CONFIG("  <UDP bind_addr=\"${foo\" bind_port=\"1\"/>\n  <DISCARD/>\n");
+  ck_assert_int_eq(xml_parse_string(xml, strlen(xml), "t.xml", &props, &cfg, &d), RS_ECONFIG);
+  ck_assert_uint_eq(cfg.n, 2);
+  ck_assert_uint_eq(cfg.protos[0].n_attrs, 1);
+  ck_assert_str_eq(cfg.protos[0].attrs[0].name, "bind_port");
+  xml_config_free(&cfg);
+  /* ... but nothing of a document with a syntax error. */
+  ck_assert_int_eq(xml_parse_string("<config><UDP/>", 14, "t.xml", &props, &cfg, &d), RS_ECONFIG);
+  ck_assert_uint_eq(cfg.n, 0);
+  xml_config_free(&cfg);
 }
 END_TEST
 
@@ -479,8 +496,8 @@ START_TEST(test_required_names_the_property) {
   stack_destroy(st);
   st = NULL;
   diag_free(&d);
-  ck_assert_int_eq(build(CONFIG("  <LOOPBACK/>\n  <DELAY/>\n  <TESTP name=\"${env.RS_T_ENV}\"/>\n")),
-                   0);
+  ck_assert_int_eq(
+      build(CONFIG("  <LOOPBACK/>\n  <DELAY/>\n  <TESTP name=\"${env.RS_T_ENV}\"/>\n")), 0);
   ck_assert_int_eq(stack_check_required(st, &d), RS_ECONFIG);
   ASSERT_DIAG("t.xml:4: TESTP: required attribute 'name' is not set: ${env.RS_T_ENV} resolved "
               "to nothing (set the environment variable RS_T_ENV)\n");
@@ -496,8 +513,7 @@ END_TEST
 
 START_TEST(test_required_set_by_property) {
   ck_assert_int_eq(props_add(&props, "raft_id=A"), 0);
-  ck_assert_int_eq(build(CONFIG("  <LOOPBACK/>\n  <DELAY/>\n  <TESTP name=\"${raft_id}\"/>\n")),
-                   0);
+  ck_assert_int_eq(build(CONFIG("  <LOOPBACK/>\n  <DELAY/>\n  <TESTP name=\"${raft_id}\"/>\n")), 0);
   ck_assert_int_eq(stack_check_required(st, &d), 0);
   ASSERT_DIAG("");
   ck_assert_str_eq(((struct testp *)find("TESTP"))->name, "A");
@@ -511,11 +527,20 @@ START_TEST(test_parse_size) {
   static const struct {
     const char *in;
     uint64_t out;
-  } ok[] = {{"0", 0},          {"65536", 65536},         {"64K", 64000},
-            {"64k", 64000},    {"5M", 5000000},          {"2g", 2000000000},
-            {"2GB", 2000000000}, {"64KiB", 65536},       {"1MiB", 1048576},
-            {"1gib", 1073741824}, {"1.5M", 1500000},     {"0.5KiB", 512},
-            {" 10 k ", 10000}, {"18446744073709551615", UINT64_MAX}};
+  } ok[] = {{"0", 0},
+            {"65536", 65536},
+            {"64K", 64000},
+            {"64k", 64000},
+            {"5M", 5000000},
+            {"2g", 2000000000},
+            {"2GB", 2000000000},
+            {"64KiB", 65536},
+            {"1MiB", 1048576},
+            {"1gib", 1073741824},
+            {"1.5M", 1500000},
+            {"0.5KiB", 512},
+            {" 10 k ", 10000},
+            {"18446744073709551615", UINT64_MAX}};
   for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
     uint64_t v = 1;
     ck_assert_msg(parse_size(ok[i].in, &v) == 0, "%s", ok[i].in);
@@ -535,10 +560,12 @@ START_TEST(test_parse_duration) {
   static const struct {
     const char *in;
     rs_time out;
-  } ok[] = {{"500ms", 500 * RS_MS}, {"2s", 2 * RS_SEC},    {"1m", 60 * RS_SEC},
-            {"300", 300 * RS_MS},   {"0.5s", 500 * RS_MS}, {"1h", 3600 * RS_SEC},
-            {"1d", 86400 * RS_SEC}, {"1.5ms", 1500000},    {"2 S", 2 * RS_SEC},
-            {"0", 0},               {".25s", 250 * RS_MS}};
+  } ok[] = {{"500ms", 500 * RS_MS}, {"2s", 2 * RS_SEC},
+            {"1m", 60 * RS_SEC},    {"300", 300 * RS_MS},
+            {"0.5s", 500 * RS_MS},  {"1h", 3600 * RS_SEC},
+            {"1d", 86400 * RS_SEC}, {"1.5ms", 1500000},
+            {"2 S", 2 * RS_SEC},    {"0", 0},
+            {".25s", 250 * RS_MS}};
   for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
     rs_time v = 1;
     ck_assert_msg(parse_duration(ok[i].in, &v) == 0, "%s", ok[i].in);
@@ -556,16 +583,18 @@ START_TEST(test_parse_bool) {
   const char *yes[] = {"true", "TRUE", "yes", "on", "1", " True "};
   const char *no[] = {"false", "No", "off", "0"};
   bool v;
-  for (size_t i = 0; i < 6; i++) ck_assert(parse_bool(yes[i], &v) == 0 && v);
-  for (size_t i = 0; i < 4; i++) ck_assert(parse_bool(no[i], &v) == 0 && !v);
+  for (size_t i = 0; i < 6; i++)
+    ck_assert(parse_bool(yes[i], &v) == 0 && v);
+  for (size_t i = 0; i < 4; i++)
+    ck_assert(parse_bool(no[i], &v) == 0 && !v);
   ck_assert_int_eq(parse_bool("maybe", &v), RS_EINVAL);
   ck_assert_int_eq(parse_bool("", &v), RS_EINVAL);
 }
 END_TEST
 
 START_TEST(test_duration_format_round_trip) {
-  ck_assert_int_eq(build(CONFIG("  <LOOPBACK/>\n  <DELAY in_delay=\"1.5ms\" out_delay=\"90s\"/>\n")),
-                   0);
+  ck_assert_int_eq(
+      build(CONFIG("  <LOOPBACK/>\n  <DELAY in_delay=\"1.5ms\" out_delay=\"90s\"/>\n")), 0);
   ck_assert_str_eq(value_of("DELAY", "in_delay"), "1.5ms");
   ck_assert_str_eq(value_of("DELAY", "out_delay"), "90s");
 }
