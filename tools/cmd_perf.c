@@ -57,6 +57,7 @@ struct perf_opts {
   size_t size;
   const char *config; /* a file, instead of the built-in transport-only stack */
   bool verbose;
+  bool stack_only;
 };
 
 /* What the receiver measured. */
@@ -79,7 +80,7 @@ static void sleep_ms(unsigned ms) {
 static void usage(FILE *f) {
   fprintf(f,
           "usage: raftstack perf transport [--transport tcp|udp|loopback] [--count N]\n"
-          "                                [--size BYTES] [--config FILE] [--verbose]\n"
+          "                                [--size BYTES] [--config FILE] [--verbose] [--stack-only]\n"
           "\n"
           "Sends N messages of BYTES bytes from one channel to another on 127.0.0.1 and reports\n"
           "messages/s and MB/s as measured by the receiver from its first to its last message;\n"
@@ -94,6 +95,7 @@ static void usage(FILE *f) {
           "  --config FILE   XML stack to use for both channels instead of the built-in\n"
           "                  transport-only one (its group messages must reach the other side)\n"
           "  --verbose       print the sender's and receiver's transport counters\n"
+          "  --stack-only    skip the plain socket run (for profiling the stack)\n"
           "\n"
           "The last line is for scripts:\n"
           "  transport=tcp size=1000 count=100000 stack_msgs_s=... stack_MB_s=... plain_msgs_s=...\n"
@@ -559,6 +561,7 @@ static int parse_args(int argc, char **argv, struct perf_opts *o) {
       {"transport", required_argument, NULL, 't'}, {"count", required_argument, NULL, 'n'},
       {"size", required_argument, NULL, 's'},      {"config", required_argument, NULL, 'c'},
       {"verbose", no_argument, NULL, 'v'},         {"help", no_argument, NULL, 'h'},
+      {"stack-only", no_argument, NULL, 'S'},
       {NULL, 0, NULL, 0},
   };
   int opt;
@@ -590,6 +593,7 @@ static int parse_args(int argc, char **argv, struct perf_opts *o) {
       break;
     case 'c': o->config = optarg; break;
     case 'v': o->verbose = true; break;
+    case 'S': o->stack_only = true; break;
     case 'h': usage(stdout); return -1;
     default: usage(stderr); return TOOL_USAGE;
     }
@@ -612,7 +616,7 @@ static int perf_transport(int argc, char **argv) {
     return TOOL_FAIL;
   }
   print_run("stack", &st, o.count);
-  bool plain = o.transport != T_LOOPBACK;
+  bool plain = o.transport != T_LOOPBACK && !o.stack_only;
   if (plain && !run_plain(&o, &pl)) {
     fprintf(stderr, "raftstack perf: the plain socket run failed\n");
     return TOOL_FAIL;

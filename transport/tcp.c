@@ -24,8 +24,8 @@
  * preamble and sends to it over the same connection.
  *
  * If two nodes connect to each other at the same moment, both connections are kept: each node
- * sends on the first connection it registered for the peer (the oldest one, so the choice never
- * changes while it lives and frames to one peer never switch connections, which would break
+ * goes on sending on the connection it chose first for the peer (the choice never changes while
+ * that connection lives, so frames to one peer never switch connections, which would break
  * FIFO), and receives on both, which is harmless. An idle one goes away with conn_expire_time.
  *
  * Connection preamble, sent once by the connector before any frame (12 bytes for IPv4, 24 for
@@ -359,14 +359,15 @@ static int write_direct(struct tcp_conn *c, const uint8_t *frame, size_t len) {
 
 /* ---- connecting ----------------------------------------------------------------------------- */
 
-static void queue_preamble(struct tcp_conn *c) {
+static bool queue_preamble(struct tcp_conn *c) {
   struct rs_writer w;
-  out_reserve(c, TCP_PREAMBLE_MAX);
+  if (!out_reserve(c, TCP_PREAMBLE_MAX)) return false;
   writer_init(&w, c->out, TCP_PREAMBLE_MAX);
   put_bytes(&w, TCP_MAGIC, 4);
   put_u8(&w, TCP_PREAMBLE_VERSION);
   put_phys(&w, &c->t->tp.local_phys);
   c->out_len = c->out_mark = w.len;
+  return true;
 }
 
 static void conn_opened(struct tcp_conn *c) {
@@ -406,7 +407,10 @@ static struct tcp_conn *conn_connect(struct tcp *t, const struct rs_phys *peer) 
   }
   c->peer = *peer;
   c->sending = true;
-  queue_preamble(c);
+  if (!queue_preamble(c)) {
+    conn_close(c);
+    return NULL;
+  }
   if (rc == 0) {
     conn_opened(c);
     c->want_write = true; /* the preamble */
@@ -525,7 +529,11 @@ static bool make_room(struct tcp_conn *c) {
   size_t need = pending_frame_size(c), rest = c->in_len - c->in_start, cap = c->in->cap;
   bool shared = atomic_load_explicit(&c->in->refs, memory_order_acquire) > 1;
   if (!shared && rest == 0) c->in_start = c->in_len = 0;
-  if (need ? c->in_start + need <= cap : cap - c->in_len >= TCP_IN_DEFAULT / 4) return true;
+  /* A buffer grown for a big frame goes back to the default size once that frame is through. */
+  bool oversized = cap > TCP_IN_DEFAULT && need <= TCP_IN_DEFAULT && rest <= TCP_IN_DEFAULT;
+  if (!oversized &&
+      (need ? c->in_start + need <= cap : cap - c->in_len >= TCP_IN_DEFAULT / 4))
+    return true;
   size_t want = need > TCP_IN_DEFAULT ? need : TCP_IN_DEFAULT;
   if (!shared && cap >= want && (cap == TCP_IN_DEFAULT || want > TCP_IN_DEFAULT)) {
     memmove(c->in->data, c->in->data + c->in_start, rest);
@@ -544,7 +552,7 @@ static bool make_room(struct tcp_conn *c) {
 static void peer_closed(struct tcp_conn *c, const char *why) {
   if (why) {
     c->t->st.conn_errors++;
-    tcp_warn(c->t, "connection to", &c->peer, why);
+    tcp_warn(c->t, "connection with", c->peer.family ? &c->peer : &c->remote, why);
   } else {
     c->t->st.closed_by_peer++;
     char a[RS_PHYS_STRLEN] = "(no preamble)";

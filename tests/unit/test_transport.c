@@ -29,6 +29,7 @@
 #define TOTAL_MSGS 100000
 #define KIND_GROUP 0
 #define KIND_UCAST 1
+#define KIND_BIG 2 /* a unicast of any size */
 
 /* ---- nodes that check what they receive ----------------------------------------------------- */
 
@@ -40,8 +41,8 @@ struct node {
   struct rs_channel *ch;
   int idx;
   struct rs_addr addr;
-  uint64_t next[MAX_NODES][2]; /* loop thread only: next sequence number expected */
-  atomic_ulong got[MAX_NODES][2];
+  uint64_t next[MAX_NODES][3]; /* loop thread only: next sequence number expected */
+  atomic_ulong got[MAX_NODES][3];
   atomic_ulong disorder, corrupt, foreign;
 };
 
@@ -59,8 +60,14 @@ static size_t make_payload(uint8_t *p, int kind, int sender, uint64_t seq) {
   return n;
 }
 
+static size_t make_big_payload(uint8_t *p, size_t n, int sender, uint64_t seq) {
+  make_payload(p, KIND_BIG, sender, seq);
+  for (size_t i = PAYLOAD_HDR; i < n; i++) p[i] = (uint8_t)(seq * 31 + i);
+  return n;
+}
+
 static bool payload_ok(const uint8_t *p, size_t len, uint64_t seq) {
-  if (len != payload_size(seq)) return false;
+  if (p[0] != KIND_BIG && len != payload_size(seq)) return false;
   for (size_t i = PAYLOAD_HDR; i < len; i++)
     if (p[i] != (uint8_t)(seq * 31 + i)) return false;
   return true;
@@ -70,7 +77,7 @@ static void on_receive(void *arg, const struct rs_addr *src, const void *data, s
                        unsigned flags) {
   struct node *me = arg;
   const uint8_t *p = data;
-  if (len < PAYLOAD_HDR || p[0] > KIND_UCAST || p[1] >= n_nodes) {
+  if (len < PAYLOAD_HDR || p[0] > KIND_BIG || p[1] >= n_nodes) {
     atomic_fetch_add(&me->foreign, 1);
     return;
   }
@@ -434,6 +441,38 @@ START_TEST(test_tcp_reconnects_restarted_peer) {
 }
 END_TEST
 
+/* ---- frames larger than the input buffer ---------------------------------------------------- */
+
+START_TEST(test_tcp_large_messages) {
+  char xml[1024];
+  int base = free_ports(2);
+  n_nodes = 2;
+  for (int i = 0; i < 2; i++) {
+    make_xml(xml, sizeof(xml), TP_TCP, base + i, base, 2, NULL, 0);
+    start_node(i, xml, "large");
+  }
+  uint64_t seq = 0;
+  send_until_heard(1, 0, &seq);
+  /* Sizes around and far above the transport's 128 KiB input buffer, then small ones again. */
+  static const size_t sizes[] = {100, 131072, 131073, 1 << 20, 3 << 20, 200, 65536, 10, 500000};
+  size_t n = sizeof(sizes) / sizeof(sizes[0]);
+  uint8_t *buf = malloc(3 << 20);
+  ck_assert_ptr_nonnull(buf);
+  for (int round = 0; round < 3; round++)
+    for (size_t i = 0; i < n; i++) {
+      uint64_t s = (uint64_t)round * n + i;
+      size_t len = make_big_payload(buf, sizes[i], 0, s);
+      ck_assert_int_eq(rs_channel_send(nodes[0].ch, &nodes[1].addr, buf, len, 0), 0);
+    }
+  free(buf);
+  struct got_from all = {&nodes[1], 0, KIND_BIG, 3 * n};
+  WAIT_UNTIL(got_enough, &all, 30000, "every large message");
+  ck_assert_uint_eq(atomic_load(&nodes[1].corrupt), 0);
+  ck_assert_uint_eq(atomic_load(&nodes[1].disorder), 0);
+  stop_nodes();
+}
+END_TEST
+
 /* ---- back pressure -------------------------------------------------------------------------- */
 
 struct gate {
@@ -732,7 +771,8 @@ static bool is_127_0_0_1(const struct rs_phys *p) {
 
 START_TEST(test_bindaddr_loopback_forms) {
   const char *specs[] = {"127.0.0.1", "loopback", "LOOPBACK", "localhost", "match-interface:lo",
-                         "match-address:127\\..*", "MATCH-INTERFACE:l.", " 127.0.0.1 "};
+                         "match-address:127\\..*", "MATCH-INTERFACE:l.", " 127.0.0.1 ",
+                         "match-host:LOCALHOST.*"};
   for (size_t i = 0; i < sizeof(specs) / sizeof(specs[0]); i++) {
     struct rs_phys p = resolve_ok(specs[i], AF_UNSPEC);
     ck_assert_msg(is_127_0_0_1(&p), "%s", specs[i]);
@@ -830,6 +870,7 @@ static Suite *transport_suite(void) {
   tcase_set_timeout(f, 120);
   tcase_add_test(f, test_tcp_reconnects_restarted_peer);
   tcase_add_test(f, test_tcp_back_pressure_loses_nothing);
+  tcase_add_test(f, test_tcp_large_messages);
   tcase_add_test(f, test_udp_refuses_garbage);
   tcase_add_test(f, test_tcp_refuses_garbage);
   suite_add_tcase(s, f);
