@@ -165,6 +165,17 @@ static uint64_t stat_of(struct rs_channel *ch, const char *name) {
   return strtoull(r.value, NULL, 10);
 }
 
+struct stat_at_least {
+  struct rs_channel *ch;
+  const char *name;
+  uint64_t value;
+};
+
+static bool stat_reached(void *arg) {
+  struct stat_at_least *s = arg;
+  return stat_of(s->ch, s->name) >= s->value;
+}
+
 /* The transport's physical address (set before connect returned). */
 static struct rs_phys phys_of(struct rs_channel *ch) {
   return ((struct rs_tp *)channel_stack(ch)->bottom)->local_phys;
@@ -441,6 +452,31 @@ START_TEST(test_tcp_reconnects_restarted_peer) {
 }
 END_TEST
 
+/* ---- idle connections ----------------------------------------------------------------------- */
+
+START_TEST(test_tcp_idle_connections_expire) {
+  char xml[1024];
+  int base = free_ports(2);
+  n_nodes = 2;
+  for (int i = 0; i < 2; i++) {
+    snprintf(xml, sizeof(xml), "<config><TCP bind_addr=\"127.0.0.1\" bind_port=\"%d\" "
+             "port_range=\"0\" peers=\"%s\" conn_expire_time=\"300ms\" reaper_interval=\"50ms\"/>"
+             "</config>", base + i, peers_list(base, 2));
+    start_node(i, xml, "expire");
+  }
+  uint64_t seq0 = 0, seq1 = 0;
+  send_until_heard(0, 1, &seq0);
+  struct stat_at_least s = {nodes[0].ch, "tcp_expired", 1};
+  WAIT_UNTIL(stat_reached, &s, 5000, "the idle connection closed");
+  ck_assert_uint_eq(stat_of(nodes[0].ch, "tcp_connections"), 0);
+  /* A new message opens a new connection. */
+  send_until_heard(0, 1, &seq0);
+  send_until_heard(1, 0, &seq1);
+  ck_assert_uint_eq(atomic_load(&nodes[1].disorder), 0);
+  stop_nodes();
+}
+END_TEST
+
 /* ---- frames larger than the input buffer ---------------------------------------------------- */
 
 START_TEST(test_tcp_large_messages) {
@@ -553,19 +589,8 @@ END_TEST
 
 /* ---- bad input ------------------------------------------------------------------------------ */
 
-struct stat_at_least {
-  struct rs_channel *ch;
-  const char *name;
-  uint64_t value;
-};
-
-static bool stat_reached(void *arg) {
-  struct stat_at_least *s = arg;
-  return stat_of(s->ch, s->name) >= s->value;
-}
-
-/* Sends a few numbered group messages each way and waits for all of them. */
-static void check_still_works(int kind_of_wait) {
+/* Every node sends 50 numbered unicasts to its successor; all must arrive intact. */
+static void check_still_works(void) {
   uint8_t buf[256];
   for (int i = 0; i < n_nodes; i++) nodes[i].next[i][KIND_UCAST] = 0;
   for (uint64_t s = 0; s < 50; s++)
@@ -576,8 +601,7 @@ static void check_still_works(int kind_of_wait) {
     }
   for (int i = 0; i < n_nodes; i++) {
     struct got_from g = {&nodes[(i + 1) % n_nodes], i, KIND_UCAST, 50};
-    if (kind_of_wait) WAIT_UNTIL(got_enough, &g, 10000, "messages after the bad input");
-    else wait_until(got_enough, &g, 2000);
+    WAIT_UNTIL(got_enough, &g, 10000, "messages after the bad input");
     ck_assert_uint_eq(atomic_load(&nodes[(i + 1) % n_nodes].corrupt), 0);
   }
 }
@@ -628,7 +652,7 @@ START_TEST(test_udp_refuses_garbage) {
   sent += 3;
   struct stat_at_least s = {nodes[0].ch, "dropped_malformed", (uint64_t)sent};
   WAIT_UNTIL(stat_reached, &s, 10000, "garbage datagrams counted");
-  check_still_works(1);
+  check_still_works();
   stop_nodes();
 }
 END_TEST
@@ -709,7 +733,11 @@ START_TEST(test_tcp_refuses_garbage) {
   close(fd);
 
   /* A connection that never says anything is closed after sock_conn_timeout (2 s). */
-  check_still_works(1);
+  fd = tcp_connect_to(base);
+  ck_assert(closed_by_server(fd));
+  close(fd);
+  ck_assert_uint_eq(stat_of(nodes[0].ch, "tcp_bad_preamble"), 3);
+  check_still_works();
   stop_nodes();
 }
 END_TEST
@@ -871,6 +899,7 @@ static Suite *transport_suite(void) {
   tcase_add_test(f, test_tcp_reconnects_restarted_peer);
   tcase_add_test(f, test_tcp_back_pressure_loses_nothing);
   tcase_add_test(f, test_tcp_large_messages);
+  tcase_add_test(f, test_tcp_idle_connections_expire);
   tcase_add_test(f, test_udp_refuses_garbage);
   tcase_add_test(f, test_tcp_refuses_garbage);
   suite_add_tcase(s, f);
