@@ -64,22 +64,36 @@ static int ch_up_event(void *owner, struct rs_event *ev) {
 
 /* --- sending ---------------------------------------------------------------------------------- */
 
+/* Takes the whole queue under one lock and passes it down, keeping back what is left if the
+ * transport pushes back meanwhile. */
 static void drain(struct rs_task *task) {
   struct rs_channel *ch = (struct rs_channel *)((char *)task - offsetof(struct rs_channel, drain_task));
-  while (!ch->congested) {
-    pthread_mutex_lock(&ch->lock);
-    struct rs_msg *m = ch->sq_head;
-    if (m) {
-      ch->sq_head = m->next;
-      if (!ch->sq_head) ch->sq_tail = NULL;
-      if (ch->sq_len-- == SEND_QUEUE_CAP) pthread_cond_broadcast(&ch->not_full);
-    }
-    pthread_mutex_unlock(&ch->lock);
-    if (!m) return;
+  if (ch->congested) return;
+  pthread_mutex_lock(&ch->lock);
+  struct rs_msg *m = ch->sq_head;
+  bool was_full = ch->sq_len >= SEND_QUEUE_CAP;
+  ch->sq_head = ch->sq_tail = NULL;
+  ch->sq_len = 0;
+  if (was_full) pthread_cond_broadcast(&ch->not_full);
+  pthread_mutex_unlock(&ch->lock);
+  while (m && !ch->congested) {
+    struct rs_msg *next = m->next;
     m->next = NULL;
     if (ch->state == CH_CONNECTED) stack_down_msg(ch->st, m);
     else rs_msg_free(m);
+    m = next;
   }
+  if (!m) return;
+  /* Back pressure: the rest goes back to the front, in order, until the transport resumes. */
+  size_t n = 0;
+  struct rs_msg *last = m;
+  for (; last->next; last = last->next) n++;
+  pthread_mutex_lock(&ch->lock);
+  last->next = ch->sq_head;
+  if (!ch->sq_head) ch->sq_tail = last;
+  ch->sq_head = m;
+  ch->sq_len += n + 1;
+  pthread_mutex_unlock(&ch->lock);
 }
 
 static void kick(void *arg) {

@@ -641,24 +641,6 @@ static void on_listen(struct rs_io *io, int revents) {
   }
 }
 
-static int listen_in_range(struct tcp *t, int fd, struct rs_phys *addr) {
-  int64_t last = t->tp.bind_port ? t->tp.bind_port + t->tp.port_range : 0;
-  if (last > 65535) last = 65535;
-  for (int64_t port = t->tp.bind_port; port <= last; port++) {
-    struct sockaddr_storage ss;
-    addr->port = (uint16_t)port;
-    socklen_t sl = phys_to_sockaddr(addr, &ss);
-    if (bind(fd, (struct sockaddr *)&ss, sl) == 0) return 0;
-    if (errno != EADDRINUSE) return proto_error(&t->tp.base, "bind: %s", strerror(errno));
-  }
-  char a[RS_PHYS_STRLEN];
-  addr->port = (uint16_t)t->tp.bind_port;
-  proto_error(&t->tp.base, "no free port in %s..%" PRId64 " (bind_port %" PRId64
-              ", port_range %" PRId64 ")", phys_format(addr, a, sizeof(a)), last,
-              t->tp.bind_port, t->tp.port_range);
-  return RS_EADDRINUSE;
-}
-
 /* ---- the reaper ----------------------------------------------------------------------------- */
 
 static void on_reaper(struct rs_timer *timer) {
@@ -689,7 +671,7 @@ static int tcp_open(struct rs_tp *tp) {
    * in TIME_WAIT; two live listeners on one port are still refused. */
   int on = 1;
   setsockopt(t->lfd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
-  if ((rc = listen_in_range(t, t->lfd, &addr))) goto err_after_socket;
+  if ((rc = tp_bind_in_range(&t->tp, t->lfd, &addr))) goto err_after_socket;
   if (listen(t->lfd, 128)) {
     rc = proto_error(&tp->base, "listen: %s", strerror(errno));
     goto err_after_socket;

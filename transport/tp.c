@@ -1,6 +1,8 @@
 /* The common transport: bundler, frame codec use, loopback to self, the address table. */
 #include "transport/tp.h"
 
+#include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -282,6 +284,25 @@ static void self_deliver(struct rs_task *task) {
 static void loop_to_self(struct rs_tp *tp, struct rs_msg *m) {
   rs_batch_add(&tp->self_loop, m);
   rs_post(tp->base.rt, &tp->self_task);
+}
+
+/* --- sockets --------------------------------------------------------------------------------- */
+
+int tp_bind_in_range(struct rs_tp *tp, int fd, struct rs_phys *addr) {
+  int64_t last = tp->bind_port ? tp->bind_port + tp->port_range : 0;
+  if (last > 65535) last = 65535;
+  for (int64_t port = tp->bind_port; port <= last; port++) {
+    struct sockaddr_storage ss;
+    addr->port = (uint16_t)port;
+    socklen_t sl = phys_to_sockaddr(addr, &ss);
+    if (bind(fd, (struct sockaddr *)&ss, sl) == 0) return 0;
+    if (errno != EADDRINUSE) return proto_error(&tp->base, "bind: %s", strerror(errno));
+  }
+  char a[RS_PHYS_STRLEN];
+  addr->port = (uint16_t)tp->bind_port;
+  proto_error(&tp->base, "no free port in %s..%" PRId64 " (bind_port %" PRId64 ", port_range %" PRId64 ")",
+              phys_format(addr, a, sizeof(a)), last, tp->bind_port, tp->port_range);
+  return RS_EADDRINUSE;
 }
 
 /* --- the protocol handlers ------------------------------------------------------------------- */

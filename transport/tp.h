@@ -151,6 +151,11 @@ void tp_receive(struct rs_tp *tp, struct rs_buf *buf, size_t off, size_t len,
 /* Called by the transport when it can take frames again after refusing one. */
 void tp_writable(struct rs_tp *tp);
 
+/* Binds fd to addr at bind_port, or the next free port up to bind_port + port_range (0: an
+ * ephemeral port); sets addr->port. 0, or RS_EADDRINUSE / RS_ECONFIG with the detail given to
+ * proto_error ("no free port in 127.0.0.1:7800..7810 ..."). */
+int tp_bind_in_range(struct rs_tp *tp, int fd, struct rs_phys *addr);
+
 /* The address table. */
 const struct tp_peer *tp_lookup(const struct rs_tp *tp, const struct rs_addr *addr);
 int tp_learn(struct rs_tp *tp, const struct rs_addr *addr, const struct rs_phys *phys,

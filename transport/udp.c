@@ -112,24 +112,6 @@ static void set_buf(struct udp *u, int fd, int opt, uint64_t want, const char *a
          "net.core.%s)", attr, want, got / 2, opt == SO_RCVBUF ? "rmem_max" : "wmem_max");
 }
 
-static int bind_in_range(struct udp *u, int fd, struct rs_phys *addr) {
-  int64_t last = u->tp.bind_port ? u->tp.bind_port + u->tp.port_range : 0;
-  if (last > 65535) last = 65535;
-  for (int64_t port = u->tp.bind_port; port <= last; port++) {
-    struct sockaddr_storage ss;
-    addr->port = (uint16_t)port;
-    socklen_t sl = phys_to_sockaddr(addr, &ss);
-    if (bind(fd, (struct sockaddr *)&ss, sl) == 0) return 0;
-    if (errno != EADDRINUSE) return proto_error(&u->tp.base, "bind: %s", strerror(errno));
-  }
-  char a[RS_PHYS_STRLEN];
-  addr->port = (uint16_t)u->tp.bind_port;
-  proto_error(&u->tp.base, "no free port in %s..%" PRId64 " (bind_port %" PRId64
-              ", port_range %" PRId64 ")", phys_format(addr, a, sizeof(a)), last,
-              u->tp.bind_port, u->tp.port_range);
-  return RS_EADDRINUSE;
-}
-
 static void sock_init(struct udp_sock *s) {
   memset(s, 0, sizeof(*s));
   s->fd = -1;
@@ -167,7 +149,7 @@ static int open_ucast(struct udp *u, const struct rs_phys *bind_ip) {
   if (tos && addr.family == RS_PHYS_IP4) setsockopt(fd, IPPROTO_IP, IP_TOS, &tos, sizeof(tos));
   if (tos && addr.family == RS_PHYS_IP6)
     setsockopt(fd, IPPROTO_IPV6, IPV6_TCLASS, &tos, sizeof(tos));
-  int rc = bind_in_range(u, fd, &addr);
+  int rc = tp_bind_in_range(&u->tp, fd, &addr);
   if (rc) return rc;
   struct sockaddr_storage ss;
   socklen_t sl = sizeof(ss);
