@@ -25,7 +25,8 @@ struct rs_header_type {
   size_t size;                                      /* of the in-memory struct */
   size_t (*wire_size)(const void *h);               /* exact encoded length */
   void (*write)(const void *h, struct rs_writer *w);
-  /* Decodes from exactly the header's bytes; errors go to r->err. */
+  /* Decodes from exactly the header's bytes into zeroed storage; errors go to r->err. On error
+   * the storage must still be safe to pass to free() (tests/fuzz/fuzz_headers.c checks it). */
   void (*read)(void *h, struct rs_reader *r);
   int (*copy)(void *dst, const void *src); /* optional: deep copy (default: bytes) */
   void (*free)(void *h);                   /* optional */
