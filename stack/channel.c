@@ -25,7 +25,7 @@ struct rs_channel {
   bool own_rt;
   struct rs_receiver recv;
   void *recv_arg;
-  enum ch_state state;
+  _Atomic enum ch_state state; /* read by application threads, written on the loop */
   char name[128];
   char err[1024];
 
