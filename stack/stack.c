@@ -124,11 +124,13 @@ void proto_log(const struct rs_protocol *p, enum rs_log_level level, const char 
 }
 
 bool ratelimit_ok(struct rs_ratelimit *rl, rs_time now, rs_time interval, uint64_t *suppressed) {
-  if (rl->last && now - rl->last < interval) {
+  /* 0 means "never logged", so the first instant of a simulation counts as 1. */
+  rs_time t = now ? now : 1;
+  if (rl->last && t - rl->last < interval) {
     rl->suppressed++;
     return false;
   }
-  rl->last = now ? now : 1;
+  rl->last = t;
   *suppressed = rl->suppressed;
   rl->suppressed = 0;
   return true;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "stack/protocol.h"
 #include "stack/runtime.h"
 #include "stack/sim.h"
 #include "tests/lib/testlib.h"
@@ -301,6 +302,19 @@ START_TEST(completion_times_out) {
 }
 END_TEST
 
+START_TEST(ratelimit_allows_one_line_per_interval) {
+  struct rs_ratelimit rl = {0};
+  uint64_t suppressed = 99;
+  /* At virtual time 0 too: the first instant of a simulation. */
+  ck_assert(ratelimit_ok(&rl, 0, RS_SEC, &suppressed));
+  ck_assert_uint_eq(suppressed, 0);
+  ck_assert(!ratelimit_ok(&rl, 0, RS_SEC, &suppressed));
+  ck_assert(!ratelimit_ok(&rl, RS_SEC / 2, RS_SEC, &suppressed));
+  ck_assert(ratelimit_ok(&rl, RS_SEC + 1, RS_SEC, &suppressed));
+  ck_assert_uint_eq(suppressed, 2);
+}
+END_TEST
+
 static Suite *runtime_suite(void) {
   Suite *s = suite_create("runtime");
   TCase *tc = tcase_create("simulated");
@@ -309,6 +323,7 @@ static Suite *runtime_suite(void) {
   tcase_add_test(tc, tasks_run_fifo_once_and_cancel);
   tcase_add_test(tc, same_seed_same_trace);
   tcase_add_test(tc, random_range_is_bounded_and_covers);
+  tcase_add_test(tc, ratelimit_allows_one_line_per_interval);
   suite_add_tcase(s, tc);
   tc = tcase_create("libev");
   tcase_add_test(tc, ev_call_runs_on_loop_and_refuses_to_deadlock);
