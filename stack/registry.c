@@ -11,6 +11,8 @@ extern const struct rs_protocol_ops udp_protocol;
 extern const struct rs_protocol_ops tcp_protocol;
 extern const struct rs_protocol_ops discard_protocol;
 extern const struct rs_protocol_ops delay_protocol;
+extern const struct rs_protocol_ops unicast3_protocol;
+extern const struct rs_protocol_ops frag4_protocol;
 
 /* Adding a protocol is adding its file and a line here, in the order `raftstack protocols`
  * lists them: transports, then bottom to top as a typical stack has them. */
@@ -20,6 +22,8 @@ const struct rs_protocol_ops *const rs_protocol_registry[] = {
     &loopback_protocol,
     &discard_protocol,
     &delay_protocol,
+    &unicast3_protocol,
+    &frag4_protocol,
 };
 const size_t rs_protocol_registry_len = sizeof(rs_protocol_registry) / sizeof(rs_protocol_registry[0]);
 
