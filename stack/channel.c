@@ -11,6 +11,7 @@
 
 #include "stack/log_internal.h"
 #include "stack/sim.h"
+#include "stack/view.h"
 #include "stack/wire.h"
 
 /* Messages an application may queue before rs_channel_send blocks. Kept below every bundler's
@@ -18,6 +19,13 @@
 #define SEND_QUEUE_CAP 1024
 
 enum ch_state { CH_OPEN, CH_CONNECTED, CH_CLOSED };
+
+/* A lifecycle operation run on the loop for an application thread that waits for it. */
+struct op {
+  struct rs_channel *ch;
+  const char *cluster;
+  struct rs_completion done;
+};
 
 struct rs_channel {
   struct rs_stack *st;
@@ -38,7 +46,8 @@ struct rs_channel {
   struct rs_task drain_task;
   bool congested; /* loop only */
 
-  struct rs_completion *connecting; /* loop only: waiting for CONNECT_DONE */
+  struct rs_completion *connecting;  /* loop only: waiting for CONNECT_DONE */
+  struct op *disconnecting;          /* loop only: waiting for DISCONNECT_DONE */
 };
 
 struct rs_stack *channel_stack(struct rs_channel *ch) { return ch->st; }
@@ -52,12 +61,39 @@ static void ch_deliver(void *owner, struct rs_msg *m) {
   rs_msg_free(m);
 }
 
+static void deliver_view(struct rs_channel *ch, const struct rs_view_data *v) {
+  if (!ch->recv.view) return;
+  struct rs_view view = {.creator = v->creator, .id = v->id, .n_members = v->n,
+                         .members = v->members, .names = (const char *const *)v->names};
+  ch->recv.view(ch->recv_arg, &view);
+}
+
+static void finish_disconnect(struct rs_channel *ch, struct op *op);
+
 static int ch_up_event(void *owner, struct rs_event *ev) {
   struct rs_channel *ch = owner;
-  if (ev->type == RS_EV_CONNECT_DONE && ch->connecting) {
-    struct rs_completion *c = ch->connecting;
-    ch->connecting = NULL;
-    completion_done(c, ev->u.status);
+  switch (ev->type) {
+  case RS_EV_CONNECT_DONE:
+    if (ch->connecting) {
+      struct rs_completion *c = ch->connecting;
+      ch->connecting = NULL;
+      if (ev->u.status) {
+        snprintf(ch->err, sizeof(ch->err), "%s", ch->st->err[0] ? ch->st->err : rs_strerror(ev->u.status));
+        ch->state = CH_OPEN;
+        stack_stop(ch->st);
+      }
+      completion_done(c, ev->u.status);
+    }
+    break;
+  case RS_EV_DISCONNECT_DONE:
+    if (ch->disconnecting) {
+      struct op *op = ch->disconnecting;
+      ch->disconnecting = NULL;
+      finish_disconnect(ch, op);
+    }
+    break;
+  case RS_EV_VIEW_CHANGE: deliver_view(ch, ev->u.view); break;
+  default: break;
   }
   return 0;
 }
@@ -265,11 +301,6 @@ void rs_channel_set_receiver(struct rs_channel *ch, const struct rs_receiver *r,
   ch->recv_arg = arg;
 }
 
-struct op {
-  struct rs_channel *ch;
-  const char *cluster;
-  struct rs_completion done;
-};
 
 static void do_connect(void *arg) {
   struct op *op = arg;
@@ -326,12 +357,8 @@ int rs_channel_connect(struct rs_channel *ch, const char *cluster) {
   return run_op(ch, do_connect, cluster);
 }
 
-static void do_disconnect(void *arg) {
-  struct op *op = arg;
-  struct rs_channel *ch = op->ch;
+static void finish_disconnect(struct rs_channel *ch, struct op *op) {
   if (ch->state == CH_CONNECTED) {
-    struct rs_event ev = {.type = RS_EV_DISCONNECT};
-    stack_down_event(ch->st, &ev);
     stack_stop(ch->st);
     rs_task_cancel(ch->rt, &ch->drain_task);
   }
@@ -346,6 +373,21 @@ static void do_disconnect(void *arg) {
   pthread_cond_broadcast(&ch->not_full);
   pthread_mutex_unlock(&ch->lock);
   completion_done(&op->done, 0);
+}
+
+/* A membership protocol leaves the group first (RS_EAGAIN: DISCONNECT_DONE follows); then the
+ * stack stops. */
+static void do_disconnect(void *arg) {
+  struct op *op = arg;
+  struct rs_channel *ch = op->ch;
+  if (ch->state == CH_CONNECTED) {
+    struct rs_event ev = {.type = RS_EV_DISCONNECT};
+    if (stack_down_event(ch->st, &ev) == RS_EAGAIN) {
+      ch->disconnecting = op;
+      return;
+    }
+  }
+  finish_disconnect(ch, op);
 }
 
 int rs_channel_disconnect(struct rs_channel *ch) {

@@ -62,17 +62,29 @@ struct rs_attr {
  */
 enum rs_event_type {
   RS_EV_CONNECT,              /* down: u.cluster; 0 = done, RS_EAGAIN = CONNECT_DONE follows */
-  RS_EV_CONNECT_DONE,         /* up: u.status */
-  RS_EV_DISCONNECT,           /* down */
+  RS_EV_CONNECT_DONE,         /* up: u.status (GMS when the join completed or failed) */
+  RS_EV_DISCONNECT,           /* down; 0 = done, RS_EAGAIN = DISCONNECT_DONE follows */
+  RS_EV_DISCONNECT_DONE,      /* up: u.status (GMS when the leave completed) */
   RS_EV_SET_LOCAL_ADDRESS,    /* down: u.addr (before CONNECT) */
-  RS_EV_VIEW_CHANGE,          /* up and down: u.view */
+  RS_EV_VIEW_CHANGE,          /* up and down: u.view (GMS installs a view; keep it with view_ref) */
   RS_EV_GET_PHYSICAL_ADDRESS, /* down: u.addr in (null = own), result phys */
   RS_EV_ADD_PHYSICAL_ADDRESS, /* down: u.mapping */
   RS_EV_CONFIG,               /* down and up: u.config (frag_size, ...) */
+  RS_EV_FIND_INITIAL_MBRS,    /* down: u.find; discovery calls u.find.done once, on the loop */
+  RS_EV_BECOME_SERVER,        /* down: GMS joined; discovery answers, NAKACK2 accepts */
+  RS_EV_SUSPECT,              /* up: u.addr seems to have crashed (FD_* → VERIFY_SUSPECT → GMS) */
+  RS_EV_UNSUSPECT,            /* up: u.addr was heard from after all */
+  RS_EV_GET_DIGEST,           /* down: result in ev->digest (the caller frees it) */
+  RS_EV_SET_DIGEST,           /* down: u.digest: a joiner's windows start there */
+  RS_EV_MERGE_DIGEST,         /* down: u.digest: windows of members new after a merge */
+  RS_EV_STABLE,               /* down: u.digest: delivered everywhere; NAKACK2 may purge */
+  RS_EV_MERGE,                /* up: u.merge: MERGE3 found subgroups with other coordinators */
   RS_EV__COUNT
 };
 
-struct rs_view_data; /* defined by the membership layer */
+struct rs_view_data;
+struct rs_digest;
+struct rs_ping_data;
 
 struct rs_event {
   enum rs_event_type type;
@@ -81,6 +93,7 @@ struct rs_event {
     int status;
     struct rs_addr addr;
     const struct rs_view_data *view;
+    const struct rs_digest *digest;
     struct {
       struct rs_addr addr;
       struct rs_phys phys;
@@ -90,8 +103,21 @@ struct rs_event {
       const char *key;
       int64_t value;
     } config;
+    struct {
+      rs_time timeout;          /* 0: discovery's own `timeout` attribute */
+      size_t num_members;       /* stop early once this many answered (0: wait the timeout) */
+      /* Called exactly once, on the loop thread, with what was found (not including ourselves);
+       * the array is valid during the call only. */
+      void (*done)(void *arg, const struct rs_ping_data *found, size_t n);
+      void *arg;
+    } find;
+    struct {
+      struct rs_view_data *const *views; /* one view per subgroup, as each coordinator sees it */
+      size_t n;
+    } merge;
   } u;
-  struct rs_phys phys; /* result of GET_PHYSICAL_ADDRESS */
+  struct rs_phys phys;          /* result of GET_PHYSICAL_ADDRESS */
+  struct rs_digest *digest_out; /* GET_DIGEST: points to caller storage to fill */
 };
 
 /* ---------------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@
 #include "stack/addr.h"
 #include "stack/codec.h"
 #include "stack/protocol.h"
+#include "stack/view.h"
 #include "stack/wire.h"
 #include "tests/lib/testhdr.h"
 #include "tests/lib/testlib.h"
@@ -423,6 +424,85 @@ START_TEST(header_slots_are_bounded) {
 }
 END_TEST
 
+START_TEST(views_and_digests_round_trip) {
+  struct rs_addr m[3] = {A, B, {5, 6}};
+  const char *names[3] = {"A", "B", NULL};
+  struct rs_view_data *v = view_new(&A, 7, 3, m, names);
+  v->merge = true;
+  char text[128];
+  ck_assert_str_eq(view_format(v, text, sizeof(text)),
+                   "[A|7] (3) [A, B, 00000000-0000-0005-0000-000000000006]");
+  ck_assert_int_eq(view_index(v, &B), 1);
+  ck_assert(rs_addr_eq(view_coord(v), &A));
+  struct rs_writer w;
+  writer_init_grow(&w, 16);
+  put_view(&w, v);
+  ck_assert_uint_eq(w.len, view_wire_size(v));
+  struct rs_reader r;
+  reader_init(&r, w.p, w.len);
+  struct rs_view_data *back = get_view(&r);
+  ck_assert_ptr_nonnull(back);
+  ck_assert_int_eq(view_id_cmp(v, back), 0);
+  ck_assert(back->merge);
+  ck_assert_str_eq(view_format(back, text, sizeof(text)),
+                   "[A|7] (3) [A, B, 00000000-0000-0005-0000-000000000006]");
+  /* Every truncation fails cleanly. */
+  for (size_t len = 0; len < w.len; len++) {
+    reader_init(&r, w.p, len);
+    ck_assert_ptr_null(get_view(&r));
+    ck_assert_int_ne(r.err, 0);
+  }
+  view_unref(back);
+  view_unref(v);
+  free(w.p);
+
+  struct rs_digest_entry e[2] = {{A, 10, 12}, {B, 0, 0}};
+  struct rs_digest d = {2, e}, d2;
+  writer_init_grow(&w, 16);
+  put_digest(&w, &d);
+  ck_assert_uint_eq(w.len, digest_wire_size(&d));
+  reader_init(&r, w.p, w.len);
+  get_digest(&r, &d2);
+  ck_assert_int_eq(r.err, 0);
+  ck_assert_uint_eq(d2.n, 2);
+  ck_assert_uint_eq(d2.e[0].delivered, 10);
+  ck_assert_uint_eq(d2.e[0].received, 12);
+  digest_free(&d2);
+  free(w.p);
+}
+END_TEST
+
+START_TEST(hostile_view_counts_are_refused) {
+  uint8_t buf[64] = {0};
+  struct rs_writer w;
+  writer_init(&w, buf, sizeof(buf));
+  put_addr(&w, &A);
+  put_varint(&w, 1);
+  put_u8(&w, 0);
+  put_varint(&w, 4000); /* 4000 members announced, a few bytes present */
+  struct rs_reader r;
+  reader_init(&r, buf, sizeof(buf));
+  ck_assert_ptr_null(get_view(&r));
+  ck_assert_int_eq(r.err, RS_EMALFORMED);
+  writer_init(&w, buf, sizeof(buf));
+  put_addr(&w, &A);
+  put_varint(&w, 1);
+  put_u8(&w, 0);
+  put_varint(&w, 5000); /* over RS_VIEW_MAX_MEMBERS */
+  reader_init(&r, buf, sizeof(buf));
+  ck_assert_ptr_null(get_view(&r));
+  ck_assert_int_eq(r.err, RS_ETOOBIG);
+  writer_init(&w, buf, sizeof(buf));
+  put_addr(&w, &A);
+  put_varint(&w, 1);
+  put_u8(&w, 2); /* unknown flag */
+  put_varint(&w, 0);
+  reader_init(&r, buf, w.len);
+  ck_assert_ptr_null(get_view(&r));
+  ck_assert_int_eq(r.err, RS_EMALFORMED);
+}
+END_TEST
+
 static Suite *codec_suite(void) {
   Suite *s = suite_create("codec");
   TCase *tc = tcase_create("cursors");
@@ -445,6 +525,8 @@ static Suite *codec_suite(void) {
   tcase_add_test(tc, frame_over_max_frame);
   tcase_add_test(tc, message_copy_shares_payload);
   tcase_add_test(tc, header_slots_are_bounded);
+  tcase_add_test(tc, views_and_digests_round_trip);
+  tcase_add_test(tc, hostile_view_counts_are_refused);
   suite_add_tcase(s, tc);
   return s;
 }
