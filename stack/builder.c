@@ -407,9 +407,11 @@ static const struct rs_protocol *find_satisfying(const struct rs_protocol *from,
   return NULL;
 }
 
-static void check_requires(struct build *b, const struct rs_protocol *p) {
-  for (const char *const *r = p->ops->requires_below; r && *r; r++) {
-    if (find_satisfying(p->down, false, *r)) continue;
+/* One ordering rule: every entry of `rules` must be found on the `above` side of p. */
+static void check_side(struct build *b, const struct rs_protocol *p, const char *const *rules, bool above) {
+  const char *want = above ? "above" : "below", *other = above ? "below" : "above";
+  for (const char *const *r = rules; r && *r; r++) {
+    if (find_satisfying(above ? p->up : p->down, above, *r)) continue;
     char names[256] = "", alt[128];
     for (const char *s = *r; *s;) {
       size_t n = strcspn(s, "|");
@@ -417,15 +419,20 @@ static void check_requires(struct build *b, const struct rs_protocol *p) {
       list_add(names, sizeof(names), " or ", alt);
       s += n + (s[n] == '|');
     }
-    const struct rs_protocol *above = find_satisfying(p->up, true, *r);
-    if (above)
-      diag_error(b->d, "%s:%d: %s: needs %s below it, but %s is above it (line %d)", b->file,
-                 origin_line(b->st, p), p->ops->name, names, above->ops->name,
-                 origin_line(b->st, above));
+    const struct rs_protocol *wrong = find_satisfying(above ? p->down : p->up, !above, *r);
+    if (wrong)
+      diag_error(b->d, "%s:%d: %s: needs %s %s it, but %s is %s it (line %d)", b->file,
+                 origin_line(b->st, p), p->ops->name, names, want, wrong->ops->name, other,
+                 origin_line(b->st, wrong));
     else
-      diag_error(b->d, "%s:%d: %s: needs %s below it", b->file, origin_line(b->st, p), p->ops->name,
-                 names);
+      diag_error(b->d, "%s:%d: %s: needs %s %s it", b->file, origin_line(b->st, p), p->ops->name,
+                 names, want);
   }
+}
+
+static void check_requires(struct build *b, const struct rs_protocol *p) {
+  check_side(b, p, p->ops->requires_below, false);
+  check_side(b, p, p->ops->requires_above, true);
 }
 
 /* ---------------------------------------------------------------------------------------------

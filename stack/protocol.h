@@ -144,6 +144,8 @@ struct rs_protocol_ops {
   /* Names of protocols that must be somewhere below this one (NULL-terminated; an entry
    * "A|B" is satisfied by either). */
   const char *const *requires_below;
+  /* Names of protocols that must be somewhere above this one (NO_DUPES: "GMS"). */
+  const char *const *requires_above;
 
   /* Lifecycle: init bottom→top after attributes are set (validate, allocate); start bottom→top
    * at connect; stop top→bottom at disconnect; destroy top→bottom at close. init/start return 0
