@@ -64,13 +64,25 @@ size_t tp_group_targets(struct rs_tp *tp, struct rs_phys *out, size_t cap) {
     if (p->family == RS_PHYS_NONE || phys_eq(p, &tp->local_phys) || contains_phys(out, n, p)) continue;
     out[n++] = *p;
   }
-  for (size_t i = 0; i < tp->peers.n && n < cap; i++) {
-    struct rs_phys p;
-    if (phys_parse(&p, tp->peers.v[i]) != 0) continue; /* validated at init */
-    if (phys_eq(&p, &tp->local_phys) || contains_phys(out, n, &p)) continue;
-    out[n++] = p;
+  for (size_t i = 0; i < tp->n_static && n < cap; i++) {
+    const struct rs_phys *p = &tp->static_peers[i];
+    if (phys_eq(p, &tp->local_phys) || contains_phys(out, n, p)) continue;
+    out[n++] = *p;
   }
   return n;
+}
+
+int tp_add_static_peer(struct rs_tp *tp, const struct rs_phys *phys) {
+  if (contains_phys(tp->static_peers, tp->n_static, phys)) return 0;
+  if (tp->n_static == tp->cap_static) {
+    size_t cap = tp->cap_static ? tp->cap_static * 2 : 8;
+    struct rs_phys *v = realloc(tp->static_peers, cap * sizeof(*v));
+    if (!v) return RS_ENOMEM;
+    tp->static_peers = v;
+    tp->cap_static = cap;
+  }
+  tp->static_peers[tp->n_static++] = *phys;
+  return 0;
 }
 
 /* --- bundler queues -------------------------------------------------------------------------- */
@@ -381,6 +393,7 @@ int tp_init(struct rs_protocol *p) {
     struct rs_phys ph;
     if (phys_parse(&ph, tp->peers.v[i]) != 0)
       return proto_error(p, "peers: '%s' is not a numeric host:port", tp->peers.v[i]);
+    if (tp_add_static_peer(tp, &ph)) return RS_ENOMEM;
   }
   tp->limits.max_frame = (size_t)tp->max_frame_size;
   tp->limits.max_payload = (size_t)tp->max_payload;
@@ -421,6 +434,7 @@ void tp_destroy(struct rs_protocol *p) {
   struct rs_tp *tp = TP(p);
   table_clear(tp);
   free(tp->table);
+  free(tp->static_peers);
   free(tp->queues);
   free(tp->pack);
   free(tp->frame.p);

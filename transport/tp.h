@@ -75,6 +75,8 @@ struct rs_tp {
   struct rs_wire_limits limits;
   struct tp_peer *table;
   size_t n_table, cap_table;
+  struct rs_phys *static_peers; /* `peers`, and what discovery adds (tp_add_static_peer) */
+  size_t n_static, cap_static;
   struct tp_queue *queues;
   size_t n_queues, cap_queues;
   size_t queued; /* messages in all queues */
@@ -160,6 +162,9 @@ int tp_bind_in_range(struct rs_tp *tp, int fd, struct rs_phys *addr);
 const struct tp_peer *tp_lookup(const struct rs_tp *tp, const struct rs_addr *addr);
 int tp_learn(struct rs_tp *tp, const struct rs_addr *addr, const struct rs_phys *phys,
              const char *name);
+/* Adds a physical address that group frames go to when the transport cannot multicast
+ * (TCPPING's initial_hosts). Duplicates are ignored. 0 or RS_ENOMEM. */
+int tp_add_static_peer(struct rs_tp *tp, const struct rs_phys *phys);
 /* Physical addresses to send a group frame to when the transport cannot multicast: every
  * table entry and every static peer, without duplicates and without ourselves. Returns the count
  * written (at most cap). */
