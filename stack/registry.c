@@ -28,7 +28,7 @@ const struct rs_protocol_ops *const rs_protocol_registry[] = {
 const size_t rs_protocol_registry_len = sizeof(rs_protocol_registry) / sizeof(rs_protocol_registry[0]);
 
 #define JAVA_PREFIX "org.jgroups.protocols."
-#define MAX_HEADER_ID 1024
+#define MAX_HEADER_ID 2048
 
 static bool name_matches(const struct rs_protocol_ops *ops, const char *name) {
   if (!strcmp(ops->name, name)) return true;
@@ -59,11 +59,11 @@ static const struct rs_header_type *headers[MAX_HEADER_ID];
 static pthread_once_t headers_once = PTHREAD_ONCE_INIT;
 static void index_headers(void);
 
-/* Header types of protocols defined outside raftstack (ids 512..1023, as JGroups reserves ids
- * from 512 for applications' protocols). */
+/* Header types of protocols defined outside raftstack (ids 1024..2047; as in JGroups, ids
+ * from 1024 belong to applications; raftstack's own stay below). */
 int registry_add_header(const struct rs_header_type *h) {
   pthread_once(&headers_once, index_headers);
-  if (h->id < 512 || h->id >= MAX_HEADER_ID) return RS_EINVAL;
+  if (h->id < 1024 || h->id >= MAX_HEADER_ID) return RS_EINVAL;
   if (headers[h->id] && headers[h->id] != h) return RS_EEXIST;
   headers[h->id] = h;
   return 0;

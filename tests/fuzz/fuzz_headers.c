@@ -8,12 +8,12 @@
 #include "stack/protocol.h"
 #include "tests/lib/testhdr.h"
 
-static const struct rs_header_type *types[1024];
+static const struct rs_header_type *types[2048];
 static size_t n_types;
 
 static void collect(void) {
   registry_add_header(&testhdr_type);
-  for (uint16_t id = 0; id < 1024; id++) {
+  for (uint16_t id = 0; id < 2048; id++) {
     const struct rs_header_type *t = registry_header_type(id);
     if (t) types[n_types++] = t;
   }

@@ -1,4 +1,4 @@
-/* A header type for codec tests and fuzzing: u64 seqno + a short string, id 600. */
+/* A header type for codec tests and fuzzing: u64 seqno + a short string, id 1100. */
 #ifndef RS_TESTS_TESTHDR_H
 #define RS_TESTS_TESTHDR_H
 
@@ -8,7 +8,7 @@
 #include "stack/codec.h"
 #include "stack/msg.h"
 
-#define TESTHDR_ID 600
+#define TESTHDR_ID 1100
 
 struct testhdr {
   uint64_t seqno;
