@@ -14,6 +14,7 @@ static const struct subcommand subcommands[] = {
     {"config", cmd_config, "config check FILE [-Dname=value ...]: validate and print a stack"},
     {"protocols", cmd_protocols, "protocols [NAME] [--markdown]: protocols and their attributes"},
     {"perf", cmd_perf, "perf transport ...: throughput of a transport against a plain socket"},
+    {"probe", cmd_probe, "probe [--cluster C]: address, view and statistics of running members"},
 };
 
 static void usage(FILE *f) {

@@ -13,5 +13,6 @@ enum {
 int cmd_config(int argc, char **argv);
 int cmd_protocols(int argc, char **argv);
 int cmd_perf(int argc, char **argv);
+int cmd_probe(int argc, char **argv);
 
 #endif

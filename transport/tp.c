@@ -1,6 +1,8 @@
 /* The common transport: bundler, frame codec use, loopback to self, the address table. */
 #include "transport/tp.h"
 
+#include "stack/view.h"
+
 #include <errno.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -413,12 +415,19 @@ int tp_start(struct rs_protocol *p) {
   memset(&tp->stats, 0, sizeof(tp->stats));
   int rc = tp->tops->open(tp);
   if (rc) return rc;
+  if ((rc = diag_open(tp)) != 0) {
+    tp->tops->close(tp);
+    return rc;
+  }
   return tp_learn(tp, &p->stack->local_addr, &tp->local_phys, p->stack->name);
 }
 
 void tp_stop(struct rs_protocol *p) {
   struct rs_tp *tp = TP(p);
+  diag_close(tp);
   tp->tops->close(tp);
+  view_unref(tp->view);
+  tp->view = NULL;
   rs_task_cancel(p->rt, &tp->flush_task);
   rs_task_cancel(p->rt, &tp->self_task);
   queues_clear(tp);
@@ -455,6 +464,10 @@ int tp_down_event(struct rs_protocol *p, struct rs_event *ev) {
   }
   case RS_EV_ADD_PHYSICAL_ADDRESS:
     return tp_learn(tp, &ev->u.mapping.addr, &ev->u.mapping.phys, ev->u.mapping.name);
+  case RS_EV_VIEW_CHANGE:
+    view_unref(tp->view);
+    tp->view = view_ref((struct rs_view_data *)ev->u.view);
+    return 0;
   default: return 0;
   }
 }
@@ -480,5 +493,7 @@ void tp_stats(struct rs_protocol *p, struct rs_stats_printer *out) {
   STAT(dropped_send_error);
   STAT(dropped_queue_full);
   STAT(send_blocked);
+  STAT(diag_requests);
+  STAT(diag_bad_requests);
 #undef STAT
 }

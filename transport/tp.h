@@ -54,6 +54,7 @@ struct tp_stats {
   uint64_t dropped_malformed, dropped_other_cluster, dropped_own, dropped_not_for_us;
   uint64_t dropped_no_route, dropped_send_error, dropped_queue_full;
   uint64_t send_blocked; /* times a send was refused by the socket and retried later */
+  uint64_t diag_requests, diag_bad_requests;
 };
 
 struct rs_tp {
@@ -69,6 +70,9 @@ struct rs_tp {
   uint64_t max_frame_size;
   uint64_t max_payload;
   struct rs_strlist peers; /* static physical addresses of members, until discovery */
+  bool diag_enabled;
+  char *diag_mcast_addr;
+  int64_t diag_port, diag_ttl;
 
   /* State. */
   struct rs_phys local_phys;
@@ -95,6 +99,9 @@ struct rs_tp {
   } pending; /* the refused frame */
   struct rs_ratelimit rl_bad;
   struct tp_stats stats;
+  struct rs_view_data *view; /* the current view, for probe */
+  int diag_fd;
+  struct rs_io *diag_io;
 };
 
 /* The attribute rows every transport includes in its table (offsets relative to the instance,
@@ -122,7 +129,15 @@ struct rs_tp {
    0, NULL},                                                                                     \
   {"bundler_type", RS_ATTR_IGNORED, 0, NULL, 0, 0, "one per-destination bundler is built in", 0, NULL}, \
   {"thread_pool.", RS_ATTR_IGNORED, 0, NULL, 0, 0, "one event-loop thread per stack", RS_ATTR_PREFIX, NULL}, \
-  {"diag.", RS_ATTR_IGNORED, 0, NULL, 0, 0, "probe is served by the raftstack probe handler", RS_ATTR_PREFIX, NULL}, \
+  {"diag.enabled", RS_ATTR_BOOL, offsetof(type, tp.diag_enabled), "true", 0, 0,                  \
+   "answer `raftstack probe` (needs the libev runtime)", 0, NULL},                               \
+  {"diag.mcast_addr", RS_ATTR_STRING, offsetof(type, tp.diag_mcast_addr), "224.0.75.75", 0, 0,   \
+   "multicast group probe requests are sent to (joined on the bind interface)", 0, NULL},        \
+  {"diag.port", RS_ATTR_INT, offsetof(type, tp.diag_port), "7500", 1, 65535,                     \
+   "UDP port of the probe group", 0, NULL},                                                      \
+  {"diag.ttl", RS_ATTR_INT, offsetof(type, tp.diag_ttl), "1", 0, 255,                            \
+   "multicast TTL of probe traffic", 0, NULL},                                                   \
+  {"diag.", RS_ATTR_IGNORED, 0, NULL, 0, 0, "other diagnostics options are not used", RS_ATTR_PREFIX, NULL}, \
   {"msg_stats.", RS_ATTR_IGNORED, 0, NULL, 0, 0, "counters are always kept", RS_ATTR_PREFIX, NULL}, \
   {"use_virtual_threads", RS_ATTR_IGNORED, 0, NULL, 0, 0, "no thread pools", 0, NULL},            \
   {"thread_naming_pattern", RS_ATTR_IGNORED, 0, NULL, 0, 0, "no thread pools", 0, NULL},          \
@@ -157,6 +172,10 @@ void tp_writable(struct rs_tp *tp);
  * ephemeral port); sets addr->port. 0, or RS_EADDRINUSE / RS_ECONFIG with the detail given to
  * proto_error ("no free port in 127.0.0.1:7800..7810 ..."). */
 int tp_bind_in_range(struct rs_tp *tp, int fd, struct rs_phys *addr);
+
+/* Diagnostics (transport/diag.c): opened after the transport's own sockets, closed before. */
+int diag_open(struct rs_tp *tp);
+void diag_close(struct rs_tp *tp);
 
 /* The address table. */
 const struct tp_peer *tp_lookup(const struct rs_tp *tp, const struct rs_addr *addr);

@@ -882,6 +882,67 @@ START_TEST(test_bind_addr_error_at_connect) {
 }
 END_TEST
 
+/* ---- probe (diagnostics) ------------------------------------------------------------------ */
+
+/* Sends one probe request to the group and collects the answers' text for 500 ms. */
+static int probe(const char *group, int port, const char *request, char *out, size_t outlen) {
+  int fd = socket(AF_INET, SOCK_DGRAM, 0);
+  struct sockaddr_in me = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+  struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+  struct in_addr iface = {.s_addr = htonl(INADDR_LOOPBACK)};
+  unsigned char ttl = 0;
+  inet_pton(AF_INET, group, &to.sin_addr);
+  ck_assert_int_eq(bind(fd, (struct sockaddr *)&me, sizeof(me)), 0);
+  setsockopt(fd, IPPROTO_IP, IP_MULTICAST_IF, &iface, sizeof(iface));
+  setsockopt(fd, IPPROTO_IP, IP_MULTICAST_TTL, &ttl, sizeof(ttl));
+  ck_assert_int_eq(sendto(fd, request, strlen(request), 0, (struct sockaddr *)&to, sizeof(to)),
+                   (ssize_t)strlen(request));
+  int answers = 0;
+  size_t off = 0;
+  uint64_t deadline = test_now_ms() + 500;
+  out[0] = '\0';
+  while (test_now_ms() < deadline) {
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    if (poll(&pfd, 1, 50) <= 0) continue;
+    ssize_t n = recv(fd, out + off, outlen - off - 1, 0);
+    if (n <= 0) continue;
+    off += (size_t)n;
+    out[off] = '\0';
+    answers++;
+  }
+  close(fd);
+  return answers;
+}
+
+START_TEST(test_probe_answers_with_address_and_stats) {
+  char xml[1024], group[32], text[65536];
+  int mport, dport = free_ports(1), base = free_ports(2);
+  random_group(group, sizeof(group), &mport);
+  n_nodes = 2;
+  for (int i = 0; i < 2; i++) {
+    snprintf(xml, sizeof(xml), "<config><TCP bind_addr=\"127.0.0.1\" bind_port=\"%d\" port_range=\"0\" "
+             "peers=\"%s\" diag.mcast_addr=\"%s\" diag.port=\"%d\" diag.ttl=\"0\"/></config>",
+             base + i, peers_list(base, 2), group, dport);
+    start_node(i, xml, "probed");
+  }
+  ck_assert_int_eq(probe(group, dport, "RSPROBE 1 probed\n", text, sizeof(text)), 2);
+  ck_assert_ptr_nonnull(strstr(text, "member=n0\n"));
+  ck_assert_ptr_nonnull(strstr(text, "member=n1\n"));
+  ck_assert_ptr_nonnull(strstr(text, "cluster=probed\n"));
+  char phys[64];
+  snprintf(phys, sizeof(phys), "physical=127.0.0.1:%d\n", base);
+  ck_assert_ptr_nonnull(strstr(text, phys));
+  ck_assert_ptr_nonnull(strstr(text, "TCP.msgs_sent="));
+  /* Another cluster's probe gets no answer; garbage is counted and ignored. */
+  ck_assert_int_eq(probe(group, dport, "RSPROBE 1 other\n", text, sizeof(text)), 0);
+  ck_assert_int_eq(probe(group, dport, "GET / HTTP/1.0\r\n\r\n", text, sizeof(text)), 0);
+  ck_assert_uint_eq(stat_of(nodes[0].ch, "diag_bad_requests"), 1);
+  ck_assert_uint_eq(stat_of(nodes[0].ch, "diag_requests"), 1);
+  ck_assert_int_eq(probe(group, dport, "RSPROBE 1 *\n", text, sizeof(text)), 2);
+  stop_nodes();
+}
+END_TEST
+
 static Suite *transport_suite(void) {
   Suite *s = suite_create("transport");
   TCase *b = tcase_create("bindaddr");
@@ -909,6 +970,7 @@ static Suite *transport_suite(void) {
   tcase_add_test(f, test_tcp_idle_connections_expire);
   tcase_add_test(f, test_udp_refuses_garbage);
   tcase_add_test(f, test_tcp_refuses_garbage);
+  tcase_add_test(f, test_probe_answers_with_address_and_stats);
   suite_add_tcase(s, f);
   return s;
 }
