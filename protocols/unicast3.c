@@ -3,8 +3,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 
-#include "protocols/unicast3_window.h"
+#include "protocols/seqno_window.h"
 #include "stack/stack.h"
+#include "stack/view.h"
 
 /*
  * How it works (JGroups' UNICAST3, reimplemented; doc/design/UNICAST3.txt there):
@@ -60,12 +61,11 @@
  * - Untouched: multicasts (NAKACK2's), messages flagged NO_RELIABILITY, and messages to ourselves
  *   (the transport loops them back in order and cannot lose them).
  *
- * Views (design note): RS_EV_VIEW_CHANGE is to remove the entries of members that left, both the
- * send entry (its unacked messages are dropped) and the receive entry, as JGroups does. The
- * view's payload, struct rs_view_data, belongs to GMS, which does not exist yet, so the event
- * passes through untouched for now; GMS's author wires it to send_remove() and recv_remove().
- * Until then idle entries leave by expiry, and a send entry to a member that died keeps its
- * unacked messages.
+ * Views: RS_EV_VIEW_CHANGE going down removes the entries of the members of the previous view
+ * that are not in the new one, both the send entry (its unacked messages are dropped: a member
+ * that left or crashed will never ack them) and the receive entry, as JGroups does. Only members
+ * that *left* a view lose their entries: a joiner (not yet in any view) keeps the connection its
+ * JOIN_REQ and JOIN_RSP use, and so does a stranger, whose idle entries leave by expiry.
  */
 
 #define U3_ID 48
@@ -122,7 +122,7 @@ static void hdr_read(void *p, struct rs_reader *r) {
   if (h->type == U3_DATA) h->flags = get_u8(r);
   uint64_t conn = get_varint(r);
   if (has_seqno(h->type)) h->seqno = get_varint(r);
-  if ((h->flags & ~U3_FIRST) || conn > UINT32_MAX || h->seqno > U3_SEQNO_MAX ||
+  if ((h->flags & ~U3_FIRST) || conn > UINT32_MAX || h->seqno > SEQWIN_SEQNO_MAX ||
       (h->type == U3_DATA && h->seqno == 0))
     reader_fail(r, RS_EMALFORMED);
   h->conn_id = (uint32_t)conn;
@@ -153,18 +153,18 @@ static const struct rs_header_type u3_header = {
  * State.
  */
 struct send_entry {
-  struct u3_node node; /* first: the peer's address */
+  struct seqwin_node node; /* first: the peer's address */
   uint32_t conn_id;
-  struct u3_send_window win;
+  struct seqwin_send win;
   rs_time last_active;  /* last message sent or ack received */
   uint64_t next_at_run; /* win.next at the previous xmit run */
 };
 
 struct recv_entry {
-  struct u3_node node; /* first: the peer's address */
+  struct seqwin_node node; /* first: the peer's address */
   uint32_t conn_id;
   bool established; /* a FIRST message fixed where the sequence starts */
-  struct u3_recv_window win;
+  struct seqwin_recv win;
   uint64_t highest_seen; /* highest seqno received on this connection (held or not) */
   uint64_t nak_high;     /* every missing seqno up to here has been requested once */
   uint64_t nak_mark;     /* nak_high at the previous pass: gaps up to here are re-requested */
@@ -188,6 +188,7 @@ struct u3_stats {
   uint64_t sfs_sent, sfs_received, closes_sent, closes_received;
   uint64_t conns_created, conns_expired, conns_replaced;
   uint64_t stale_ignored, bad_dropped;
+  uint64_t conns_removed_by_view;
 };
 
 struct unicast3 {
@@ -199,10 +200,11 @@ struct unicast3 {
   int64_t recv_window_size;
   uint64_t recv_window_bytes;
   /* State. */
-  struct u3_table send_table, recv_table;
+  struct seqwin_table send_table, recv_table;
   uint32_t last_conn_id;
   struct rs_timer xmit_timer;
-  struct u3_range *ranges; /* scratch for XMIT_REQ, MAX_XMIT_RANGES */
+  struct seqwin_range *ranges; /* scratch for XMIT_REQ, MAX_XMIT_RANGES */
+  struct rs_view_data *view; /* the last view passed down (a reference), or NULL */
   struct rs_ratelimit rl_bad;
   struct u3_stats st;
 };
@@ -252,7 +254,7 @@ static void send_ack(struct unicast3 *u, struct recv_entry *e) {
 /* XMIT_REQ payload: count (varint), then per range: skip (varint), extra (varint). The first
  * range starts at skip, each later one at the previous range's last + 1 + skip; a range covers
  * [start, start + extra]. Ranges are therefore ascending and disjoint by construction. */
-static void send_xmit_req(struct unicast3 *u, struct recv_entry *e, const struct u3_range *rg,
+static void send_xmit_req(struct unicast3 *u, struct recv_entry *e, const struct seqwin_range *rg,
                           size_t n) {
   struct rs_writer w;
   writer_init_grow(&w, 8 + n * 6);
@@ -275,7 +277,7 @@ static void send_xmit_req(struct unicast3 *u, struct recv_entry *e, const struct
 static uint64_t request_missing(struct unicast3 *u, struct recv_entry *e, uint64_t lo,
                                 uint64_t hi) {
   uint64_t covered;
-  size_t n = u3_recvwin_missing(&e->win, lo, hi, u->ranges, MAX_XMIT_RANGES, &covered);
+  size_t n = seqwin_recv_missing(&e->win, lo, hi, u->ranges, MAX_XMIT_RANGES, 0, &covered);
   if (n) send_xmit_req(u, e, u->ranges, n);
   return covered;
 }
@@ -284,11 +286,11 @@ static uint64_t request_missing(struct unicast3 *u, struct recv_entry *e, uint64
  * Entries.
  */
 static struct send_entry *send_find(struct unicast3 *u, const struct rs_addr *peer) {
-  return (struct send_entry *)u3_table_find(&u->send_table, peer);
+  return (struct send_entry *)seqwin_table_find(&u->send_table, peer);
 }
 
 static struct recv_entry *recv_find(struct unicast3 *u, const struct rs_addr *peer) {
-  return (struct recv_entry *)u3_table_find(&u->recv_table, peer);
+  return (struct recv_entry *)seqwin_table_find(&u->recv_table, peer);
 }
 
 /* A new connection gets the next id: ids only grow for one sender address, which lets a
@@ -298,9 +300,9 @@ static struct send_entry *send_create(struct unicast3 *u, const struct rs_addr *
   if (!e) return NULL;
   e->node.addr = *peer;
   e->conn_id = ++u->last_conn_id;
-  u3_sendwin_init(&e->win);
+  seqwin_send_init(&e->win);
   e->next_at_run = e->win.next;
-  if (u3_table_add(&u->send_table, &e->node) != 0) {
+  if (seqwin_table_add(&u->send_table, &e->node) != 0) {
     free(e);
     return NULL;
   }
@@ -309,8 +311,8 @@ static struct send_entry *send_create(struct unicast3 *u, const struct rs_addr *
 }
 
 static void send_remove(struct unicast3 *u, struct send_entry *e) {
-  u3_table_remove(&u->send_table, &e->node);
-  u3_sendwin_free(&e->win);
+  seqwin_table_remove(&u->send_table, &e->node);
+  seqwin_send_free(&e->win);
   free(e);
 }
 
@@ -319,8 +321,8 @@ static struct recv_entry *recv_create(struct unicast3 *u, const struct rs_addr *
   struct recv_entry *e = calloc(1, sizeof(*e));
   if (!e) return NULL;
   e->node.addr = *peer;
-  u3_recvwin_init(&e->win, 1, 1, 0);
-  if (u3_table_add(&u->recv_table, &e->node) != 0) {
+  seqwin_recv_init(&e->win, 1, 1, 0);
+  if (seqwin_table_add(&u->recv_table, &e->node) != 0) {
     free(e);
     return NULL;
   }
@@ -328,8 +330,8 @@ static struct recv_entry *recv_create(struct unicast3 *u, const struct rs_addr *
 }
 
 static void recv_remove(struct unicast3 *u, struct recv_entry *e) {
-  u3_table_remove(&u->recv_table, &e->node);
-  u3_recvwin_free(&e->win);
+  seqwin_table_remove(&u->recv_table, &e->node);
+  seqwin_recv_free(&e->win);
   free(e);
 }
 
@@ -340,8 +342,8 @@ static void recv_establish(struct unicast3 *u, struct recv_entry *e, uint32_t co
     u->st.conns_replaced++;
   else
     u->st.conns_created++;
-  u3_recvwin_free(&e->win);
-  u3_recvwin_init(&e->win, seqno, (size_t)u->recv_window_size, (size_t)u->recv_window_bytes);
+  seqwin_recv_free(&e->win);
+  seqwin_recv_init(&e->win, seqno, (size_t)u->recv_window_size, (size_t)u->recv_window_bytes);
   /* Messages of this connection dropped while we waited for its first one are NAKed at once. */
   uint64_t seen = e->sfs_conn == conn_id ? e->sfs_highest : 0;
   e->conn_id = conn_id;
@@ -353,16 +355,16 @@ static void recv_establish(struct unicast3 *u, struct recv_entry *e, uint32_t co
   e->sfs_wanted = false;
 }
 
-static void free_send_node(struct u3_node *n, void *arg) {
+static void free_send_node(struct seqwin_node *n, void *arg) {
   send_remove(arg, (struct send_entry *)n);
 }
-static void free_recv_node(struct u3_node *n, void *arg) {
+static void free_recv_node(struct seqwin_node *n, void *arg) {
   recv_remove(arg, (struct recv_entry *)n);
 }
 
 static void remove_all(struct unicast3 *u) {
-  u3_table_each(&u->send_table, free_send_node, u);
-  u3_table_each(&u->recv_table, free_recv_node, u);
+  seqwin_table_each(&u->send_table, free_send_node, u);
+  seqwin_table_each(&u->recv_table, free_recv_node, u);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -372,7 +374,7 @@ static void remove_all(struct unicast3 *u) {
 /* Sends a copy of the kept message `seqno` again; `first` marks it FIRST (the answer to
  * SEND_FIRST_SEQNO: the receiver starts its window there). */
 static void retransmit(struct unicast3 *u, struct send_entry *e, uint64_t seqno, bool first) {
-  struct rs_msg *kept = u3_sendwin_get(&e->win, seqno);
+  struct rs_msg *kept = seqwin_send_get(&e->win, seqno);
   struct rs_msg *c = kept ? rs_msg_copy(kept) : NULL;
   if (!c) return;
   if (first) ((struct u3_hdr *)rs_msg_header(c, U3_ID))->flags |= U3_FIRST;
@@ -397,7 +399,7 @@ static int u3_down_msg(struct rs_protocol *p, struct rs_msg *m) {
   h->seqno = e->win.next;
   h->flags = h->seqno == 1 ? U3_FIRST : 0;
   struct rs_msg *keep = rs_msg_copy(m);
-  if (!keep || u3_sendwin_push(&e->win, keep) != 0) {
+  if (!keep || seqwin_send_push(&e->win, keep) != 0) {
     rs_msg_free(keep);
     rs_msg_free(m);
     return RS_ENOMEM;
@@ -456,7 +458,7 @@ static struct recv_entry *entry_for_data(struct unicast3 *u, const struct rs_add
 
 static void deliver_in_order(struct unicast3 *u, struct recv_entry *e, struct rs_batch *up) {
   struct rs_msg *m;
-  while ((m = u3_recvwin_remove(&e->win))) {
+  while ((m = seqwin_recv_remove(&e->win))) {
     rs_batch_add(up, m);
     u->st.msgs_delivered++;
   }
@@ -475,22 +477,22 @@ static struct recv_entry *on_data(struct unicast3 *u, struct rs_msg *m, const st
   uint64_t seqno = h->seqno; /* h lives in m, which the window may take */
   e->last_active = now_of(u);
   if (seqno > e->highest_seen) e->highest_seen = seqno;
-  switch (u3_recvwin_add(&e->win, seqno, m, (m->flags & RS_MSG_OOB) != 0)) {
-  case U3_ADDED:
+  switch (seqwin_recv_add(&e->win, seqno, m, (m->flags & RS_MSG_OOB) != 0)) {
+  case SEQWIN_ADDED:
     if (seqno != e->win.next) u->st.ooo_buffered++;
     break;
-  case U3_DELIVER:
+  case SEQWIN_DELIVER:
     rs_batch_add(up, m);
     u->st.msgs_delivered++;
     u->st.oob_delivered++;
     break;
-  case U3_DUPLICATE:
+  case SEQWIN_DUPLICATE:
     u->st.dups_dropped++;
     e->ack_now = true;
     rs_msg_free(m);
     break;
-  case U3_FULL:
-  case U3_NOMEM:
+  case SEQWIN_FULL:
+  case SEQWIN_NOMEM:
     u->st.window_full_dropped++;
     rs_msg_free(m);
     break;
@@ -513,7 +515,7 @@ static void after_batch(struct unicast3 *u, struct recv_entry *e) {
     if (e->highest_seen - e->pass_seen > e->win.max_msgs / PASS_FRACTION) nak_pass(u, e);
     uint64_t done = e->win.next - 1;
     uint64_t lo = (e->nak_high > done ? e->nak_high : done) + 1;
-    uint64_t end = u3_recvwin_end(&e->win);
+    uint64_t end = seqwin_recv_end(&e->win);
     uint64_t hi = e->highest_seen < end ? e->highest_seen : end;
     if (lo <= hi) {
       uint64_t covered = request_missing(u, e, lo, hi);
@@ -540,7 +542,7 @@ static void on_ack(struct unicast3 *u, const struct rs_msg *m, const struct u3_h
   }
   u->st.acks_received++;
   e->last_active = now_of(u);
-  u3_sendwin_ack(&e->win, h->seqno); /* an ack beyond what we sent acks what we sent */
+  seqwin_send_purge(&e->win, h->seqno); /* an ack beyond what we sent acks what we sent */
 }
 
 /* Resends the kept messages in [first, last]; clipped to the window, so at most its size. */
@@ -571,7 +573,7 @@ static void on_xmit_req(struct unicast3 *u, const struct rs_msg *m, const struct
   for (uint64_t i = 0; i < n && !r.err; i++) {
     uint64_t skip = get_varint(&r), extra = get_varint(&r);
     uint64_t base = i ? prev + 1 : 0;
-    if (r.err || skip > U3_SEQNO_MAX - base || extra > U3_SEQNO_MAX - (base + skip)) {
+    if (r.err || skip > SEQWIN_SEQNO_MAX - base || extra > SEQWIN_SEQNO_MAX - (base + skip)) {
       reader_fail(&r, RS_EMALFORMED);
       break;
     }
@@ -589,7 +591,7 @@ static void on_send_first_seqno(struct unicast3 *u, const struct rs_msg *m,
   struct send_entry *e = send_find(u, &m->src);
   /* Another connection's question (stale), or nothing unacked: the receiver learns the start
    * from the next message we send, or from our highest resent on the xmit run. */
-  if (!e || e->conn_id != h->conn_id || !u3_sendwin_count(&e->win)) {
+  if (!e || e->conn_id != h->conn_id || !seqwin_send_count(&e->win)) {
     u->st.stale_ignored++;
     return;
   }
@@ -615,7 +617,7 @@ static struct recv_entry *on_msg(struct unicast3 *u, struct rs_msg *m, struct rs
   }
   switch (h->type) {
   case U3_DATA:
-    if (h->seqno == 0 || h->seqno > U3_SEQNO_MAX) break;
+    if (h->seqno == 0 || h->seqno > SEQWIN_SEQNO_MAX) break;
     return on_data(u, m, h, up);
   case U3_ACK:
     on_ack(u, m, h);
@@ -671,7 +673,7 @@ static void u3_up_batch(struct rs_protocol *p, struct rs_batch *b) {
 /* ---------------------------------------------------------------------------------------------
  * The xmit run, every xmit_interval.
  */
-static void recv_run(struct u3_node *n, void *arg) {
+static void recv_run(struct seqwin_node *n, void *arg) {
   struct unicast3 *u = arg;
   struct recv_entry *e = (struct recv_entry *)n;
   if (u->conn_expiry_timeout && now_of(u) - e->last_active >= u->conn_expiry_timeout) {
@@ -690,10 +692,10 @@ static void recv_run(struct u3_node *n, void *arg) {
   if (e->win.next - 1 > e->acked) send_ack(u, e);
 }
 
-static void send_run(struct u3_node *n, void *arg) {
+static void send_run(struct seqwin_node *n, void *arg) {
   struct unicast3 *u = arg;
   struct send_entry *e = (struct send_entry *)n;
-  if (u3_sendwin_count(&e->win)) {
+  if (seqwin_send_count(&e->win)) {
     /* Unacked, and nothing sent for a whole interval: resend the highest, so that a receiver
      * that lost it (or whose ack was lost) hears of it and acks. */
     if (e->win.next == e->next_at_run) {
@@ -712,8 +714,31 @@ static void send_run(struct u3_node *n, void *arg) {
 
 static void xmit_run(struct rs_timer *t) {
   struct unicast3 *u = (struct unicast3 *)((char *)t - offsetof(struct unicast3, xmit_timer));
-  u3_table_each(&u->recv_table, recv_run, u);
-  u3_table_each(&u->send_table, send_run, u);
+  seqwin_table_each(&u->recv_table, recv_run, u);
+  seqwin_table_each(&u->send_table, send_run, u);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * Views: the members that left lose their connections.
+ */
+static void view_change(struct unicast3 *u, const struct rs_view_data *v) {
+  struct rs_view_data *old = u->view;
+  u->view = view_ref((struct rs_view_data *)v);
+  for (size_t i = 0; old && i < old->n; i++) {
+    const struct rs_addr *a = &old->members[i];
+    if (view_contains(v, a)) continue;
+    struct send_entry *s = send_find(u, a);
+    struct recv_entry *r = recv_find(u, a);
+    if (s) send_remove(u, s);
+    if (r) recv_remove(u, r);
+    if (s || r) u->st.conns_removed_by_view++;
+  }
+  view_unref(old);
+}
+
+static int u3_down_event(struct rs_protocol *p, struct rs_event *ev) {
+  if (ev->type == RS_EV_VIEW_CHANGE && ev->u.view) view_change(U3(p), ev->u.view);
+  return proto_down_event(p, ev);
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -721,8 +746,8 @@ static void xmit_run(struct rs_timer *t) {
  */
 static int u3_init(struct rs_protocol *p) {
   struct unicast3 *u = U3(p);
-  u3_table_init(&u->send_table);
-  u3_table_init(&u->recv_table);
+  seqwin_table_init(&u->send_table);
+  seqwin_table_init(&u->recv_table);
   rs_timer_init(&u->xmit_timer, p->rt, xmit_run);
   u->ranges = malloc(MAX_XMIT_RANGES * sizeof(*u->ranges));
   if (!u->ranges) return proto_error(p, "out of memory");
@@ -740,13 +765,15 @@ static void u3_stop(struct rs_protocol *p) {
   struct unicast3 *u = U3(p);
   rs_timer_stop(&u->xmit_timer);
   remove_all(u);
+  view_unref(u->view);
+  u->view = NULL;
 }
 
 static void u3_destroy(struct rs_protocol *p) {
   struct unicast3 *u = U3(p);
   u3_stop(p);
-  u3_table_free(&u->send_table);
-  u3_table_free(&u->recv_table);
+  seqwin_table_free(&u->send_table);
+  seqwin_table_free(&u->recv_table);
   free(u->ranges);
   u->ranges = NULL;
 }
@@ -755,11 +782,11 @@ struct totals {
   uint64_t unacked, held, held_bytes;
 };
 
-static void add_send(struct u3_node *n, void *arg) {
-  ((struct totals *)arg)->unacked += u3_sendwin_count(&((struct send_entry *)n)->win);
+static void add_send(struct seqwin_node *n, void *arg) {
+  ((struct totals *)arg)->unacked += seqwin_send_count(&((struct send_entry *)n)->win);
 }
 
-static void add_recv(struct u3_node *n, void *arg) {
+static void add_recv(struct seqwin_node *n, void *arg) {
   struct totals *t = arg;
   t->held += ((struct recv_entry *)n)->win.held;
   t->held_bytes += ((struct recv_entry *)n)->win.bytes;
@@ -768,8 +795,8 @@ static void add_recv(struct u3_node *n, void *arg) {
 static void u3_stats(struct rs_protocol *p, struct rs_stats_printer *out) {
   struct unicast3 *u = U3(p);
   struct totals t = {0};
-  u3_table_each(&u->send_table, add_send, &t);
-  u3_table_each(&u->recv_table, add_recv, &t);
+  seqwin_table_each(&u->send_table, add_send, &t);
+  seqwin_table_each(&u->recv_table, add_recv, &t);
   const struct {
     const char *name;
     uint64_t v;
@@ -795,6 +822,7 @@ static void u3_stats(struct rs_protocol *p, struct rs_stats_printer *out) {
       {"conns_created", u->st.conns_created},
       {"conns_replaced", u->st.conns_replaced},
       {"conns_expired", u->st.conns_expired},
+      {"conns_removed_by_view", u->st.conns_removed_by_view},
       {"stale_ignored", u->st.stale_ignored},
       {"bad_dropped", u->st.bad_dropped},
       {"send_conns", u->send_table.n},
@@ -862,5 +890,6 @@ const struct rs_protocol_ops unicast3_protocol = {
     .destroy = u3_destroy,
     .down_msg = u3_down_msg,
     .up_batch = u3_up_batch,
+    .down_event = u3_down_event,
     .stats = u3_stats,
 };

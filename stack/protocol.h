@@ -107,7 +107,8 @@ struct rs_event {
       rs_time timeout;          /* 0: discovery's own `timeout` attribute */
       size_t num_members;       /* stop early once this many answered (0: wait the timeout) */
       /* Called exactly once, on the loop thread, with what was found (not including ourselves);
-       * the array is valid during the call only. */
+       * the array is valid during the call only. Not called if the stack stops first: stop()
+       * cancels outstanding requests. */
       void (*done)(void *arg, const struct rs_ping_data *found, size_t n);
       void *arg;
     } find;

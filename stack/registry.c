@@ -11,7 +11,19 @@ extern const struct rs_protocol_ops udp_protocol;
 extern const struct rs_protocol_ops tcp_protocol;
 extern const struct rs_protocol_ops discard_protocol;
 extern const struct rs_protocol_ops delay_protocol;
+extern const struct rs_protocol_ops ping_protocol;
+extern const struct rs_protocol_ops tcpping_protocol;
+extern const struct rs_protocol_ops merge3_protocol;
+extern const struct rs_protocol_ops fd_sock_protocol;
+extern const struct rs_protocol_ops fd_all3_protocol;
+extern const struct rs_protocol_ops verify_suspect_protocol;
+extern const struct rs_protocol_ops nakack2_protocol;
 extern const struct rs_protocol_ops unicast3_protocol;
+extern const struct rs_protocol_ops stable_protocol;
+extern const struct rs_protocol_ops no_dupes_protocol;
+extern const struct rs_protocol_ops gms_protocol;
+extern const struct rs_protocol_ops ufc_protocol;
+extern const struct rs_protocol_ops mfc_protocol;
 extern const struct rs_protocol_ops frag4_protocol;
 
 /* Adding a protocol is adding its file and a line here, in the order `raftstack protocols`
@@ -22,7 +34,19 @@ const struct rs_protocol_ops *const rs_protocol_registry[] = {
     &loopback_protocol,
     &discard_protocol,
     &delay_protocol,
+    &ping_protocol,
+    &tcpping_protocol,
+    &merge3_protocol,
+    &fd_sock_protocol,
+    &fd_all3_protocol,
+    &verify_suspect_protocol,
+    &nakack2_protocol,
     &unicast3_protocol,
+    &stable_protocol,
+    &no_dupes_protocol,
+    &gms_protocol,
+    &ufc_protocol,
+    &mfc_protocol,
     &frag4_protocol,
 };
 const size_t rs_protocol_registry_len = sizeof(rs_protocol_registry) / sizeof(rs_protocol_registry[0]);

@@ -140,6 +140,7 @@ bool ratelimit_ok(struct rs_ratelimit *rl, rs_time now, rs_time interval, uint64
 
 int stack_start(struct rs_stack *st) {
   st->err[0] = '\0';
+  st->congested_by = 0; /* the channel starts uncongested too */
   for (struct rs_protocol *p = st->bottom; p; p = p->up) {
     int rc = p->ops->start ? p->ops->start(p) : 0;
     if (rc == 0) continue;
@@ -178,6 +179,22 @@ void stack_stats(const struct rs_stack *st, struct rs_stats_printer *out) {
     if (p->ops->stats) p->ops->stats(p, out);
 }
 
+/* Several protocols may push back at once (the transport, UFC, MFC), each setting and clearing
+ * its own bit: the channel is told when the first bit is set and when the last one is cleared,
+ * so the transport's release after every flush does not undo UFC's hold. */
+static void set_congested_bit(struct rs_stack *st, unsigned bit, bool congested) {
+  uint64_t before = st->congested_by, mask = (uint64_t)1 << bit;
+  st->congested_by = congested ? before | mask : before & ~mask;
+  if ((before != 0) != (st->congested_by != 0) && st->congestion)
+    st->congestion(st->owner, congested);
+}
+
 void stack_set_congested(struct rs_stack *st, bool congested) {
-  if (st->congestion) st->congestion(st->owner, congested);
+  set_congested_bit(st, 0, congested);
+}
+
+void proto_set_congested(struct rs_protocol *p, bool congested) {
+  unsigned pos = 0;
+  for (const struct rs_protocol *q = p->stack->bottom; q && q != p && pos < 63; q = q->up) pos++;
+  set_congested_bit(p->stack, pos, congested);
 }

@@ -97,6 +97,9 @@ struct rs_stack {
   int (*up_event)(void *owner, struct rs_event *ev);
   /* Transports report socket back pressure; the channel stops feeding the stack meanwhile. */
   void (*congestion)(void *owner, bool congested);
+  /* Who holds back pressure: bit i for the protocol at position i from the bottom (the transport
+   * is bit 0; positions past 63 share bit 63). The channel hears of the first and the last. */
+  uint64_t congested_by;
   char err[1024]; /* detail of the last init/start failure */
   uint64_t dropped_at_bottom;
   /* What the builder keeps about the XML for later messages (element lines, ${...} that
@@ -129,7 +132,11 @@ char *stack_print(const struct rs_stack *st);
 /* Every protocol's stats lines. */
 void stack_stats(const struct rs_stack *st, struct rs_stats_printer *out);
 
+/* The transport's back pressure (its bit in congested_by). */
 void stack_set_congested(struct rs_stack *st, bool congested);
+/* Back pressure held by protocol p (UFC, MFC): the channel stops feeding the stack while any
+ * protocol holds it, so one protocol's release does not undo another's hold. */
+void proto_set_congested(struct rs_protocol *p, bool congested);
 
 /* From above the top protocol: a message or an event going down (the channel's entry). */
 int stack_down_msg(struct rs_stack *st, struct rs_msg *m);

@@ -35,6 +35,7 @@ int tp_learn(struct rs_tp *tp, const struct rs_addr *addr, const struct rs_phys 
     }
     e = &tp->table[tp->n_table++];
     e->addr = *addr;
+    e->phys = (struct rs_phys){0}; /* a name may come before the address (MERGE3's INFO) */
     e->name = NULL;
   }
   if (phys && phys->family != RS_PHYS_NONE) e->phys = *phys;
