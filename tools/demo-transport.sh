@@ -20,6 +20,10 @@ for n in "${members[@]}"; do
   mkfifo "$dir/$n.in"
   "$bin" --transport "$transport" --name "$n" --expect 2 <"$dir/$n.in" >"$dir/$n.out" 2>"$dir/$n.err" &
   pids+=($!)
+done
+# The write ends are opened only now, so no member inherits another's: closing one ends that
+# member's input alone.
+for n in "${members[@]}"; do
   eval "exec $fd>\"$dir/$n.in\""
   fd=$((fd + 1))
 done
