@@ -12,8 +12,9 @@
 /*
  * Interactive or scripted: lines come from standard input, and received lines ("NAME: text") and
  * views ("** view [A|3] (3) [A, B, C]") go to standard output, flushed per line. For scripts:
- * --members N waits until the view has N members before reading input, and --expect N waits
- * after the end of input until N lines have been received (at most --linger ms), then leaves.
+ * --members N waits until a view has had N members before reading input, and --expect N waits
+ * after the end of input until N lines of other members have been received (at most --linger
+ * ms), then leaves.
  */
 
 #define MAX_MEMBERS 256
@@ -26,7 +27,8 @@ struct chat {
   long members_wanted, expect, linger_ms;
   pthread_mutex_t lock;
   pthread_cond_t changed;
-  size_t n_members;
+  size_t n_members, most_members; /* now, and the most any view had (--members waits for it) */
+  struct rs_addr self;
   struct rs_addr members[MAX_MEMBERS];
   char names[MAX_MEMBERS][128];
   long received;
@@ -39,8 +41,8 @@ static void usage(FILE *f) {
           "Every line of standard input goes to the whole group; every line received is printed\n"
           "as 'NAME: text', and every new view as '** view [coord|id] (n) [members]'.\n"
           "  --config FILE  the stack, e.g. xml-configs/udp.xml or xml-configs/tcp.xml\n"
-          "  --members N    wait until the view has N members before reading input\n"
-          "  --expect N     at end of input, wait until N lines were received\n"
+          "  --members N    wait until a view has had N members before reading input\n"
+          "  --expect N     at end of input, wait until N lines of others were received\n"
           "  --linger MS    at end of input, wait at most this long (default 500; 30000 with --expect)\n");
 }
 
@@ -57,7 +59,7 @@ static void on_receive(void *arg, const struct rs_addr *src, const void *data, s
   pthread_mutex_lock(&c->lock);
   printf("%s: %.*s\n", name_of(c, src, buf), (int)len, (const char *)data);
   fflush(stdout);
-  c->received++;
+  if (!rs_addr_eq(src, &c->self)) c->received++; /* --expect counts the others' lines */
   pthread_cond_broadcast(&c->changed);
   pthread_mutex_unlock(&c->lock);
 }
@@ -66,6 +68,7 @@ static void on_view(void *arg, const struct rs_view *v) {
   struct chat *c = arg;
   pthread_mutex_lock(&c->lock);
   c->n_members = v->n_members < MAX_MEMBERS ? v->n_members : MAX_MEMBERS;
+  if (c->n_members > c->most_members) c->most_members = c->n_members;
   const char *creator = NULL;
   char buf[RS_ADDR_STRLEN];
   for (size_t i = 0; i < v->n_members && !creator; i++)
@@ -103,7 +106,8 @@ static bool wait_for(struct chat *c, bool (*pred)(struct chat *), long ms) {
   return ok;
 }
 
-static bool enough_members(struct chat *c) { return (long)c->n_members >= c->members_wanted; }
+/* Latched: a member that saw the full view goes on even if someone has left since. */
+static bool enough_members(struct chat *c) { return (long)c->most_members >= c->members_wanted; }
 static bool enough_lines(struct chat *c) { return c->received >= c->expect; }
 
 static int parse_args(int argc, char **argv, struct chat *c) {
@@ -158,6 +162,9 @@ int main(int argc, char **argv) {
     rs_channel_close(ch);
     return 1;
   }
+  pthread_mutex_lock(&c.lock);
+  c.self = rs_channel_address(ch);
+  pthread_mutex_unlock(&c.lock);
   if (c.members_wanted && !wait_for(&c, enough_members, 60000))
     fprintf(stderr, "chat: the view did not reach %ld members\n", c.members_wanted);
   char line[MAX_LINE];

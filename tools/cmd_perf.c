@@ -635,13 +635,25 @@ static int perf_transport(int argc, char **argv) {
   return TOOL_OK;
 }
 
+/* The group benchmarks (multicast, rpc) live in cmd_perf_multicast.c and cmd_perf_rpc.c. */
+static void usage_all(FILE *f) {
+  fprintf(f, "usage: raftstack perf transport|multicast|rpc [options]   (--help after each)\n"
+             "  transport  one transport's throughput, against a plain socket loop\n"
+             "  multicast  a group stack's multicast throughput, N member processes (MPerf)\n"
+             "  rpc        unicast request/response rate and latency between two members\n\n");
+}
+
 int cmd_perf(int argc, char **argv) {
   if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+    usage_all(argc < 2 ? stderr : stdout);
     usage(argc < 2 ? stderr : stdout);
     return argc < 2 ? TOOL_USAGE : TOOL_OK;
   }
+  if (!strcmp(argv[1], "multicast")) return cmd_perf_multicast(argc - 1, argv + 1);
+  if (!strcmp(argv[1], "rpc")) return cmd_perf_rpc(argc - 1, argv + 1);
   if (strcmp(argv[1], "transport")) {
-    fprintf(stderr, "raftstack perf: unknown benchmark '%s' (transport)\n", argv[1]);
+    fprintf(stderr, "raftstack perf: unknown benchmark '%s' (transport, multicast, rpc)\n",
+            argv[1]);
     return TOOL_USAGE;
   }
   return perf_transport(argc - 1, argv + 1);

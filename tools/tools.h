@@ -13,6 +13,9 @@ enum {
 int cmd_config(int argc, char **argv);
 int cmd_protocols(int argc, char **argv);
 int cmd_perf(int argc, char **argv);
+/* `perf multicast` and `perf rpc`, dispatched by cmd_perf (argv[0] is the benchmark). */
+int cmd_perf_multicast(int argc, char **argv);
+int cmd_perf_rpc(int argc, char **argv);
 int cmd_probe(int argc, char **argv);
 
 #endif

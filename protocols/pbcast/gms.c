@@ -57,7 +57,6 @@
 
 #define RL_INTERVAL (5 * RS_SEC)
 
-
 /* ---------------------------------------------------------------------------------------------
  * The header (layout in gms.h and docs/wire-format.md).
  */
@@ -159,7 +158,7 @@ struct rs_msg *gms_make_refusal(const struct rs_addr *joiner, int code, const ch
   if (n > GMS_TEXT_MAX) n = GMS_TEXT_MAX;
   writer_init_grow(&w, n + 16);
   put_u8(&w, 1);
-  put_varint(&w, (uint64_t)-(int64_t)code);
+  put_varint(&w, (uint64_t) - (int64_t)code);
   put_varint(&w, n);
   put_bytes(&w, text, n);
   struct rs_msg *m = w.err ? NULL : make_msg(joiner, GMS_JOIN_RSP, 0, 0, w.p, w.len);
@@ -188,7 +187,8 @@ static bool view_sane(const struct rs_view_data *v) {
   memcpy(sorted, v->members, v->n * sizeof(*sorted));
   qsort(sorted, v->n, sizeof(*sorted), cmp_addr);
   bool ok = !rs_addr_is_null(&sorted[0]);
-  for (size_t i = 1; ok && i < v->n; i++) ok = !rs_addr_eq(&sorted[i - 1], &sorted[i]);
+  for (size_t i = 1; ok && i < v->n; i++)
+    ok = !rs_addr_eq(&sorted[i - 1], &sorted[i]);
   free(sorted);
   return ok;
 }
@@ -262,13 +262,16 @@ void gms_install(struct gms *g, struct rs_view_data *v, const struct rs_digest *
   g->role = rs_addr_eq(view_coord(v), &self) ? GMS_COORD : GMS_PARTICIPANT;
   if (was == GMS_COORD && g->role != GMS_COORD) gms_coord_reset(g);
   for (size_t i = 0; i < g->n_suspects;)
-    if (view_contains(v, &g->suspects[i])) i++;
-    else g->suspects[i] = g->suspects[--g->n_suspects];
+    if (view_contains(v, &g->suspects[i]))
+      i++;
+    else
+      g->suspects[i] = g->suspects[--g->n_suspects];
   g->st.views_installed++;
   if (v->merge) g->st.merge_views_installed++;
   if (proto_log_enabled(&g->base, RS_LOG_INFO)) {
     char buf[512];
-    PLOG(&g->base, INFO, "installed %sview %s", v->merge ? "merge " : "", view_format(v, buf, sizeof(buf)));
+    PLOG(&g->base, INFO, "installed %sview %s", v->merge ? "merge " : "",
+         view_format(v, buf, sizeof(buf)));
   }
   struct rs_event ev = {.type = RS_EV_VIEW_CHANGE, .u.view = v};
   proto_down_event(&g->base, &ev);
@@ -324,7 +327,8 @@ static void print_local(struct gms *g) {
   struct rs_event ev = {.type = RS_EV_GET_PHYSICAL_ADDRESS, .u.addr = RS_ADDR_NULL};
   if (g->print_physical_addrs && proto_down_event(&g->base, &ev) == 0 && ev.phys.family)
     phys_format(&ev.phys, phys, sizeof(phys));
-  /* JGroups prints this to stdout; a library may not, so it is an INFO line (docs/protocols). */
+  /* JGroups prints this to stdout; a library may not, so it is an INFO line (docs/membership.md).
+   */
   PLOG(&g->base, INFO, "address=%s, cluster=%s%s%s", proto_local_name(&g->base),
        proto_cluster(&g->base), phys[0] ? ", physical address=" : "", phys);
 }
@@ -458,8 +462,10 @@ static void on_refused(struct gms *g, const struct rs_msg *m, struct rs_reader *
     if ((unsigned char)*c < 0x20 || *c == 0x7f) *c = '?';
   struct rs_stack *st = g->base.stack;
   int status = -(int)code;
-  if (text[0]) snprintf(st->err, sizeof(st->err), "%s", text);
-  else snprintf(st->err, sizeof(st->err), "GMS: join refused: %s", rs_strerror(status));
+  if (text[0])
+    snprintf(st->err, sizeof(st->err), "%s", text);
+  else
+    snprintf(st->err, sizeof(st->err), "GMS: join refused: %s", rs_strerror(status));
   PLOG(&g->base, WARN, "join refused: %s", st->err);
   g->st.joins_refused++;
   finish_connect(g, status);
@@ -591,8 +597,8 @@ static bool may_send_view(const struct gms *g, const struct rs_addr *src,
 bool gms_accept_view(struct gms *g, const struct rs_addr *src, struct rs_view_data *v,
                      const struct rs_digest *d) {
   struct rs_addr self = self_of(g);
-  if ((g->role != GMS_PARTICIPANT && g->role != GMS_COORD) || g->left ||
-      rs_addr_eq(src, &self) || v->id <= g->view->id) {
+  if ((g->role != GMS_PARTICIPANT && g->role != GMS_COORD) || g->left || rs_addr_eq(src, &self) ||
+      v->id <= g->view->id) {
     if (!rs_addr_eq(src, &self)) g->st.stale_ignored++;
     view_unref(v);
     return false;
@@ -643,8 +649,8 @@ static const struct rs_addr *first_unsuspected(const struct gms *g) {
 
 static void on_suspect(struct gms *g, const struct rs_addr *a) {
   struct rs_addr self = self_of(g);
-  if ((g->role != GMS_PARTICIPANT && g->role != GMS_COORD) || g->left ||
-      rs_addr_eq(a, &self) || !view_contains(g->view, a))
+  if ((g->role != GMS_PARTICIPANT && g->role != GMS_COORD) || g->left || rs_addr_eq(a, &self) ||
+      !view_contains(g->view, a))
     return;
   if (!gms_addr_in(g->suspects, g->n_suspects, a)) {
     if (g->n_suspects == g->cap_suspects) {
@@ -857,8 +863,8 @@ static const struct rs_attr gms_attrs[] = {
      "JOIN_REQs without an answer before the joiner gives up and starts a view of its own "
      "(0: never gives up)",
      0, NULL},
-    {"all_clients_retry_timeout", RS_ATTR_DURATION,
-     offsetof(struct gms, all_clients_retry_timeout), "100ms", 1, 3600000,
+    {"all_clients_retry_timeout", RS_ATTR_DURATION, offsetof(struct gms, all_clients_retry_timeout),
+     "100ms", 1, 3600000,
      "wait before discovering again when only members that are still joining answered", 0, NULL},
     {"leave_timeout", RS_ATTR_DURATION, offsetof(struct gms, leave_timeout), "1000ms", 1, 3600000,
      "how long a leaving member waits for the coordinator to confirm", 0, NULL},
@@ -866,14 +872,14 @@ static const struct rs_attr gms_attrs[] = {
      "how long a merge may take before it is cancelled", 0, NULL},
     {"view_ack_collection_timeout", RS_ATTR_DURATION,
      offsetof(struct gms, view_ack_collection_timeout), "2000ms", 1, 3600000,
-     "how long the coordinator waits for every member to acknowledge a view before the next",
-     0, NULL},
+     "how long the coordinator waits for every member to acknowledge a view before the next", 0,
+     NULL},
     {"print_local_addr", RS_ATTR_BOOL, offsetof(struct gms, print_local_addr), "true", 0, 0,
      "log the local address, cluster and physical address at INFO when joining (JGroups prints "
      "it to stdout)",
      0, NULL},
-    {"print_physical_addrs", RS_ATTR_BOOL, offsetof(struct gms, print_physical_addrs), "true", 0,
-     0, "include the physical address in that line", 0, NULL},
+    {"print_physical_addrs", RS_ATTR_BOOL, offsetof(struct gms, print_physical_addrs), "true", 0, 0,
+     "include the physical address in that line", 0, NULL},
     IGNORED("use_delta_views", "full views are always sent"),
     IGNORED("max_leave_attempts", "LEAVE_REQ is sent again whenever the coordinator changes"),
     IGNORED("num_prev_mbrs", "messages of former members are dropped by NAKACK2 and UNICAST3"),

@@ -77,10 +77,10 @@ struct gms_req {
 
 /* The merge this member takes part in (at most one at a time). */
 struct gms_merge {
-  uint64_t id;           /* 0: none */
-  bool leader;           /* we run it */
+  uint64_t id; /* 0: none */
+  bool leader; /* we run it */
   struct rs_addr leader_addr;
-  size_t n;              /* leader: subgroup coordinators asked (ourselves included) */
+  size_t n; /* leader: subgroup coordinators asked (ourselves included) */
   struct rs_addr *coords;
   struct rs_view_data **views; /* their answers, NULL until received */
   struct rs_digest *digests;
@@ -111,21 +111,21 @@ struct gms {
 
   /* Membership. */
   enum gms_role role;
-  struct rs_view_data *view;   /* current view (one reference), NULL before the first */
-  struct rs_addr *suspects;    /* members of the view suspected and not yet removed */
+  struct rs_view_data *view; /* current view (one reference), NULL before the first */
+  struct rs_addr *suspects;  /* members of the view suspected and not yet removed */
   size_t n_suspects, cap_suspects;
 
   /* Joining. */
   enum { JOIN_FINDING, JOIN_WAIT_RSP, JOIN_RETRY_WAIT } join_phase; /* what join_timer waits for */
-  bool finding;              /* discovery asked, not yet answered */
+  bool finding; /* discovery asked, not yet answered */
   struct rs_addr join_target;
   int64_t join_attempts;
   struct rs_timer join_timer;
 
   /* Leaving. */
   bool leaving;
-  bool leave_cast;           /* coordinator: the view without us is out */
-  bool left;                 /* the leave is over: DISCONNECT_DONE is on its way */
+  bool leave_cast; /* coordinator: the view without us is out */
+  bool left;       /* the leave is over: DISCONNECT_DONE is on its way */
   struct rs_timer leave_timer;
 
   /* Completion of CONNECT/DISCONNECT, reported from a task (never from inside the message or
@@ -139,7 +139,7 @@ struct gms {
   struct gms_req *queue;
   size_t n_queue, cap_queue;
   struct rs_task queue_task;
-  bool collecting;           /* a view is out; waiting for VIEW_ACKs */
+  bool collecting;             /* a view is out; waiting for VIEW_ACKs */
   struct rs_view_data *acking; /* the view acks are collected for */
   struct rs_addr *ack_missing;
   size_t n_ack_missing, cap_ack_missing;

@@ -99,7 +99,6 @@ void gms_coord_reset(struct gms *g) {
   resend_stop(g);
 }
 
-
 static bool queued(const struct gms *g, uint8_t type, const struct rs_addr *a) {
   for (size_t i = 0; i < g->n_queue; i++)
     if (g->queue[i].type == type && rs_addr_eq(&g->queue[i].addr, a)) return true;
@@ -229,8 +228,10 @@ void gms_handle_requests(struct gms *g) {
   bool nomem;
   struct rs_view_data *v = next_view(g, &joined, &gone, &nomem);
   if (!v) {
-    if (!nomem) answer_requests(g, g->view); /* nothing changes: joiners are members already */
-    else g->n_queue = 0;
+    if (!nomem)
+      answer_requests(g, g->view); /* nothing changes: joiners are members already */
+    else
+      g->n_queue = 0;
     return;
   }
   struct rs_addr self = proto_local_addr(&g->base);
@@ -254,8 +255,7 @@ void gms_handle_requests(struct gms *g) {
 
 static void queue_run(struct rs_task *t) {
   struct gms *g = (struct gms *)((char *)t - offsetof(struct gms, queue_task));
-  if (g->role != GMS_COORD || g->collecting || g->left || gms_merge_busy(g) || !g->n_queue)
-    return;
+  if (g->role != GMS_COORD || g->collecting || g->left || gms_merge_busy(g) || !g->n_queue) return;
   gms_handle_requests(g);
 }
 
@@ -286,7 +286,8 @@ void gms_collect_acks(struct gms *g, struct rs_view_data *v) {
   }
   g->n_ack_missing = 0;
   for (size_t i = 0; i < v->n; i++)
-    if (!rs_addr_eq(&v->members[i], &self) && !gms_addr_in(g->suspects, g->n_suspects, &v->members[i]))
+    if (!rs_addr_eq(&v->members[i], &self) &&
+        !gms_addr_in(g->suspects, g->n_suspects, &v->members[i]))
       g->ack_missing[g->n_ack_missing++] = v->members[i];
   view_unref(g->acking);
   g->acking = view_ref(v);

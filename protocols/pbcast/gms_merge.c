@@ -96,8 +96,8 @@ static void merge_timeout_fired(struct rs_timer *t) {
 
 /* The distinct coordinators of the subgroups, ourselves included; malloc'd, NULL if fewer than
  * two (nothing to merge). */
-static struct rs_addr *subgroup_coords(struct gms *g, struct rs_view_data *const *views,
-                                       size_t n, size_t *out_n) {
+static struct rs_addr *subgroup_coords(struct gms *g, struct rs_view_data *const *views, size_t n,
+                                       size_t *out_n) {
   struct rs_addr self = proto_local_addr(&g->base);
   size_t cap = (n < RS_VIEW_MAX_MEMBERS ? n : RS_VIEW_MAX_MEMBERS) + 1, k = 0;
   struct rs_addr *c = malloc(cap * sizeof(*c));
@@ -106,7 +106,8 @@ static struct rs_addr *subgroup_coords(struct gms *g, struct rs_view_data *const
   for (size_t i = 0; i < n && k < cap; i++) {
     const struct rs_addr *a = views[i] ? view_coord(views[i]) : NULL;
     bool seen = false;
-    for (size_t j = 0; a && j < k && !seen; j++) seen = rs_addr_eq(&c[j], a);
+    for (size_t j = 0; a && j < k && !seen; j++)
+      seen = rs_addr_eq(&c[j], a);
     if (a && !seen) c[k++] = *a;
   }
   *out_n = k;
@@ -146,7 +147,8 @@ void gms_merge_event(struct gms *g, struct rs_view_data *const *views, size_t n)
   }
   mg->coords = coords;
   mg->n = k;
-  do mg->id = rs_random(g->base.rt);
+  do
+    mg->id = rs_random(g->base.rt);
   while (!mg->id);
   mg->leader = true;
   mg->leader_addr = coords[0]; /* ourselves */
@@ -165,7 +167,8 @@ static void add_members(const struct rs_view_data *v, struct rs_addr *mbrs, cons
                         size_t *n) {
   for (size_t i = 0; i < v->n && *n < RS_VIEW_MAX_MEMBERS; i++) {
     bool seen = false;
-    for (size_t j = 0; j < *n && !seen; j++) seen = rs_addr_eq(&mbrs[j], &v->members[i]);
+    for (size_t j = 0; j < *n && !seen; j++)
+      seen = rs_addr_eq(&mbrs[j], &v->members[i]);
     if (seen) continue;
     mbrs[*n] = v->members[i];
     names[(*n)++] = v->names[i];
@@ -215,7 +218,8 @@ static int merge_digest(struct gms *g, const struct rs_view_data *v, struct rs_d
       const struct rs_digest_entry *e = &mg->digests[i].e[j];
       if (!view_contains(v, &e->addr)) continue;
       size_t k = 0;
-      while (k < out->n && !rs_addr_eq(&out->e[k].addr, &e->addr)) k++;
+      while (k < out->n && !rs_addr_eq(&out->e[k].addr, &e->addr))
+        k++;
       if (k == out->n) {
         out->e[out->n++] = *e;
         continue;
@@ -238,7 +242,8 @@ static void install_merge(struct gms *g) {
   }
   if (proto_log_enabled(&g->base, RS_LOG_INFO)) {
     char buf[512];
-    PLOG(&g->base, INFO, "merge %016" PRIx64 ": installing %s", mg->id, view_format(v, buf, sizeof(buf)));
+    PLOG(&g->base, INFO, "merge %016" PRIx64 ": installing %s", mg->id,
+         view_format(v, buf, sizeof(buf)));
   }
   for (size_t i = 0; i < v->n; i++)
     if (!rs_addr_eq(&v->members[i], &self))
@@ -254,14 +259,17 @@ static void install_merge(struct gms *g) {
 static void on_merge_rsp(struct gms *g, const struct rs_msg *m, const struct gms_hdr *h) {
   struct gms_merge *mg = &g->merge;
   size_t i = 0;
-  while (i < mg->n && !rs_addr_eq(&mg->coords[i], &m->src)) i++;
+  while (i < mg->n && !rs_addr_eq(&mg->coords[i], &m->src))
+    i++;
   if (!mg->leader || h->merge_id != mg->id || i == mg->n || mg->views[i]) {
     g->st.stale_ignored++;
     return;
   }
   if (h->flags & GMS_F_REJECTED) {
-    if (m->len) gms_log_bad(g, &m->src, "MERGE_RSP rejection with a body");
-    else cancel_merge(g, "a coordinator is busy");
+    if (m->len)
+      gms_log_bad(g, &m->src, "MERGE_RSP rejection with a body");
+    else
+      cancel_merge(g, "a coordinator is busy");
     return;
   }
   struct rs_reader r;

@@ -62,7 +62,8 @@ static void prune(struct no_dupes *nd) {
 
 static void remember(struct no_dupes *nd, const struct rs_addr *a, const char *name) {
   size_t i = 0;
-  while (i < nd->n_pending && !rs_addr_eq(&nd->pending[i].addr, a)) i++;
+  while (i < nd->n_pending && !rs_addr_eq(&nd->pending[i].addr, a))
+    i++;
   if (i == nd->n_pending) {
     if (nd->n_pending == PENDING_MAX) {
       size_t oldest = 0;
@@ -79,7 +80,8 @@ static void remember(struct no_dupes *nd, const struct rs_addr *a, const char *n
 }
 
 /* Whether a member of the view, or another pending joiner, other than `self` is called name. */
-static bool name_in_view(const struct rs_view_data *v, const char *name, const struct rs_addr *self) {
+static bool name_in_view(const struct rs_view_data *v, const char *name,
+                         const struct rs_addr *self) {
   for (size_t i = 0; i < v->n; i++)
     if (!strcmp(v->names[i], name) && !rs_addr_eq(&v->members[i], self)) return true;
   return false;
@@ -91,12 +93,13 @@ static bool name_pending(const struct no_dupes *nd, const char *name, const stru
   return false;
 }
 
-static void refuse(struct no_dupes *nd, const struct rs_addr *joiner, const char *name, bool in_view) {
+static void refuse(struct no_dupes *nd, const struct rs_addr *joiner, const char *name,
+                   bool in_view) {
   char v[512], text[GMS_TEXT_MAX];
   view_format(nd->view, v, sizeof(v));
   if (in_view)
-    snprintf(text, sizeof(text), "NO_DUPES: join of '%s' refused: '%s' is already in view %s",
-             name, name, v);
+    snprintf(text, sizeof(text), "NO_DUPES: join of '%s' refused: '%s' is already in view %s", name,
+             name, v);
   else
     snprintf(text, sizeof(text),
              "NO_DUPES: join of '%s' refused: another member named '%s' is joining view %s", name,
