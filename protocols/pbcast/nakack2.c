@@ -43,11 +43,19 @@
  *   it sent nothing, a member multicasts its highest seqno, at most resend_last_seqno_max_times
  *   times for one seqno (JGroups' resend_last_seqno). A STABILITY digest also reveals what others
  *   received (its `received` column), so a lost announcement is caught by the next STABLE round.
- * - Membership: messages from senders without a window (not members of the view) are dropped
- *   and counted. A view creates windows at seqno 0 for new members (their messages from 1 on)
+ * - Membership: a view creates windows at seqno 0 for new members (their messages from 1 on)
  *   and removes those of members that left; our own window stays. A new member's first
- *   multicasts may reach us before its view does: they are dropped, and retransmission brings
- *   them back once the view made a window (its later messages or HIGHEST_SEQNO reveal the gap).
+ *   multicasts (and its HIGHEST_SEQNO) may reach us before the view or digest that makes its
+ *   window: like JGroups' become-server queue, they wait in an *early queue* (early_queue_size
+ *   messages and early_queue_bytes over all senders; beyond, dropped and counted as
+ *   non_member_dropped) and are replayed through the normal receive path, in arrival order,
+ *   right after the SET_DIGEST, MERGE_DIGEST or VIEW_CHANGE that made the window (deferred to a
+ *   task, so that nothing goes up inside the event): those at or below the digest are
+ *   duplicates, gaps are NAKed. A view frees what is held from senders not in it; anything held
+ *   is freed after 10 to 20 xmit runs at the latest (early_expired). After a view with joiners,
+ *   each member that sent anything multicasts its highest seqno once, so a joiner learns of a
+ *   message it missed even when nothing more is sent. What the early queue cannot hold comes
+ *   back by retransmission once a later message or HIGHEST_SEQNO reveals the gap.
  * - Joining: GMS gives a joiner the coordinator's digest (RS_EV_SET_DIGEST) *before* the first
  *   view, as JGroups does: a joiner's window for each member starts after that member's
  *   `delivered`, so it never receives what was multicast before it joined, and asks at once for
@@ -159,6 +167,14 @@ struct nak_stats {
   uint64_t dups_dropped, ooo_buffered, window_full_dropped, non_member_dropped;
   uint64_t dont_loopback_dropped, bad_dropped, bad_digest_entries;
   uint64_t stable_events, purged, digests_set, digests_merged, windows_replaced;
+  uint64_t early_held, early_replayed, early_expired;
+};
+
+/* Messages from senders we have no window for yet, oldest first (linked by m->next). */
+struct early_queue {
+  struct rs_msg *head, *tail;
+  size_t n, old; /* old: the first `old` were here at the previous aging tick */
+  uint64_t bytes;
 };
 
 struct nakack2 {
@@ -174,6 +190,8 @@ struct nakack2 {
   int64_t resend_last_seqno_max_times;
   int64_t recv_window_size;
   uint64_t recv_window_bytes;
+  int64_t early_queue_size;
+  uint64_t early_queue_bytes;
   /* State. */
   struct rs_addr self;
   struct seqwin_send sent;     /* our multicasts, kept until stable */
@@ -188,6 +206,12 @@ struct nakack2 {
   int64_t announce_count;
   struct seqwin_range *ranges; /* scratch for XMIT_REQ: max_xmit_req_size */
   struct rs_ratelimit rl_bad, rl_non_member, rl_not_found;
+  struct early_queue early; /* held: no window for the sender yet */
+  struct early_queue ready; /* their window now exists: replayed by early_task */
+  struct rs_task early_task;
+  bool replaying;      /* early_task is replaying: a sender without a window is dropped */
+  bool announce_joins; /* a view brought joiners: announce our highest seqno once */
+  uint64_t runs;       /* xmit runs, for aging the early queue */
   struct nak_stats st;
 };
 
@@ -250,6 +274,87 @@ static void member_remove(struct nakack2 *n, struct member *e) {
 
 static void remove_each(struct seqwin_node *node, void *arg) {
   member_remove(arg, (struct member *)node);
+}
+
+/* ---------------------------------------------------------------------------------------------
+ * The early queue: data and HIGHEST_SEQNO from senders we have no window for yet (JGroups keeps
+ * such messages in its become-server queue). Bounded by early_queue_size messages and
+ * early_queue_bytes of payload over all senders; held messages are replayed through the normal
+ * receive path once their sender has a window, freed when a view without their sender is
+ * installed, and at the latest after EARLY_AGE_RUNS to twice that many xmit runs.
+ */
+#define EARLY_AGE_RUNS 10
+
+static void eq_push(struct early_queue *q, struct rs_msg *m) {
+  m->next = NULL;
+  if (q->tail)
+    q->tail->next = m;
+  else
+    q->head = m;
+  q->tail = m;
+  q->n++;
+  q->bytes += m->len;
+}
+
+static struct rs_msg *eq_pop(struct early_queue *q) {
+  struct rs_msg *m = q->head;
+  if (!m) return NULL;
+  q->head = m->next;
+  if (!q->head) q->tail = NULL;
+  m->next = NULL;
+  q->n--;
+  q->bytes -= m->len;
+  if (q->old) q->old--;
+  return m;
+}
+
+static void eq_free(struct early_queue *q) {
+  struct rs_msg *m;
+  while ((m = eq_pop(q)))
+    rs_msg_free(m);
+  *q = (struct early_queue){0};
+}
+
+/* Takes m when there is room (not while replaying: a replayed message is held only once). */
+static bool early_hold(struct nakack2 *n, struct rs_msg *m) {
+  struct early_queue *q = &n->early;
+  if (n->replaying || q->n + n->ready.n >= (uint64_t)n->early_queue_size ||
+      q->bytes + n->ready.bytes + m->len > n->early_queue_bytes)
+    return false;
+  n->st.early_held++;
+  eq_push(q, m);
+  return true;
+}
+
+/* Windows were made: held messages of their senders move to the ready queue (arrival order
+ * kept) for early_task to replay. After a view, the others are freed: not members. */
+static void early_sort(struct nakack2 *n, bool view) {
+  struct early_queue keep = {0};
+  while (n->early.head) {
+    bool was_old = n->early.old > 0;
+    struct rs_msg *m = eq_pop(&n->early);
+    if (member_find(n, &m->src)) {
+      eq_push(&n->ready, m);
+    } else if (view) {
+      n->st.early_expired++;
+      rs_msg_free(m);
+    } else {
+      eq_push(&keep, m);
+      keep.old += was_old;
+    }
+  }
+  n->early = keep;
+  if (n->ready.n) rs_post(n->base.rt, &n->early_task);
+}
+
+/* Every EARLY_AGE_RUNS xmit runs, what was held already at the previous tick is freed. */
+static void early_age(struct nakack2 *n) {
+  if (++n->runs % EARLY_AGE_RUNS) return;
+  while (n->early.old) {
+    rs_msg_free(eq_pop(&n->early));
+    n->st.early_expired++;
+  }
+  n->early.old = n->early.n;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -396,6 +501,7 @@ static struct member *on_data(struct nakack2 *n, struct rs_msg *m, const struct 
                               struct rs_batch *up) {
   struct member *e = member_find(n, &m->src);
   if (!e) {
+    if (early_hold(n, m)) return NULL;
     non_member(n, &m->src, h->type);
     rs_msg_free(m);
     return NULL;
@@ -529,10 +635,12 @@ static struct member *on_msg(struct nakack2 *n, struct rs_msg *m, const struct n
     break;
   case NAK_XMIT_REQ: on_xmit_req(n, m, h); break;
   case NAK_HIGHEST_SEQNO:
-    if (seqno_ok)
-      e = on_highest_seqno(n, m, h);
-    else
+    if (!seqno_ok)
       log_bad(n, &m->src, "NAKACK2 seqno out of range");
+    else if (!member_find(n, &m->src) && early_hold(n, m))
+      return NULL;
+    else
+      e = on_highest_seqno(n, m, h);
     break;
   default: log_bad(n, &m->src, "bad NAKACK2 header"); break;
   }
@@ -607,6 +715,39 @@ static void xmit_run(struct rs_timer *t) {
   check_own_loopback(n);
   announce_highest(n);
   n->next_at_run = n->sent.next;
+  early_age(n);
+}
+
+/* After a view with joiners: our highest seqno once, so that a joiner that missed a message
+ * of ours (sent after the digest it got, before it had a window for us) learns of the gap even
+ * if we send nothing more. */
+static void announce_to_joiners(struct nakack2 *n) {
+  uint64_t highest = n->sent.next - 1;
+  n->announce_joins = false;
+  if (!n->resend_last_seqno || highest == 0 || highest < n->sent.low) return;
+  n->st.highest_seqno_sent++;
+  send_control(n, NULL, NAK_HIGHEST_SEQNO, highest, NULL);
+}
+
+/* Posted when windows were made: replays the ready queue through the normal receive path, one
+ * message at a time (a delivery may change the view), after the event that made the windows
+ * has gone through the stack. */
+static void early_replay(struct rs_task *t) {
+  struct nakack2 *n = (struct nakack2 *)((char *)t - offsetof(struct nakack2, early_task));
+  if (!n->me) return;
+  if (n->announce_joins) announce_to_joiners(n);
+  n->replaying = true;
+  struct rs_msg *m;
+  while ((m = eq_pop(&n->ready))) {
+    n->st.early_replayed++;
+    struct rs_batch b;
+    rs_batch_init(&b);
+    b.src = m->src;
+    b.dest = RS_ADDR_NULL;
+    rs_batch_add(&b, m);
+    nak_up_batch(&n->base, &b);
+  }
+  n->replaying = false;
 }
 
 /* ---------------------------------------------------------------------------------------------
@@ -667,6 +808,7 @@ static void set_digest(struct nakack2 *n, const struct rs_digest *d) {
     struct member *e = member_add(n, &x->addr, x->delivered);
     if (e) learn_received(n, e, x->received);
   }
+  early_sort(n, false);
 }
 
 /* RS_EV_MERGE_DIGEST: a window is replaced when the digest says more was delivered than it did
@@ -685,6 +827,7 @@ static void merge_digest(struct nakack2 *n, const struct rs_digest *d) {
     if (!e) e = member_add(n, &x->addr, x->delivered);
     if (e) learn_received(n, e, x->received);
   }
+  early_sort(n, false);
 }
 
 /* RS_EV_STABLE: everyone delivered our messages up to our entry's `delivered`: they are no
@@ -710,14 +853,21 @@ static void drop_left(struct seqwin_node *node, void *arg) {
   if (e != n->me && !view_contains(n->view, &e->node.addr)) member_remove(n, e);
 }
 
-/* RS_EV_VIEW_CHANGE: windows of members that left go, new members get one from seqno 1. */
+/* RS_EV_VIEW_CHANGE: windows of members that left go, new members get one from seqno 1; held
+ * messages of members are replayed, the others freed; joiners hear our highest seqno. */
 static void view_change(struct nakack2 *n, const struct rs_view_data *v) {
   struct rs_view_data *old = n->view;
   n->view = view_ref((struct rs_view_data *)v);
   view_unref(old);
   seqwin_table_each(&n->members, drop_left, n);
+  bool joiners = false;
   for (size_t i = 0; i < v->n; i++)
-    if (!member_find(n, &v->members[i])) member_add(n, &v->members[i], 0);
+    if (!member_find(n, &v->members[i]) && member_add(n, &v->members[i], 0)) joiners = true;
+  early_sort(n, true);
+  if (joiners && n->sent.next > 1) {
+    n->announce_joins = true;
+    rs_post(n->base.rt, &n->early_task);
+  }
 }
 
 struct collect {
@@ -783,6 +933,7 @@ static int nak_init(struct rs_protocol *p) {
   seqwin_table_init(&n->members);
   seqwin_send_init(&n->sent);
   rs_timer_init(&n->xmit_timer, p->rt, xmit_run);
+  rs_task_init(&n->early_task, early_replay);
   n->ranges = malloc((size_t)n->max_xmit_req_size * sizeof(*n->ranges));
   if (!n->ranges) return proto_error(p, "out of memory");
   return 0;
@@ -816,6 +967,11 @@ static int nak_start(struct rs_protocol *p) {
 static void nak_stop(struct rs_protocol *p) {
   struct nakack2 *n = NAK(p);
   rs_timer_stop(&n->xmit_timer);
+  rs_task_cancel(n->base.rt, &n->early_task);
+  eq_free(&n->early);
+  eq_free(&n->ready);
+  n->announce_joins = false;
+  n->runs = 0;
   seqwin_table_each(&n->members, remove_each, n);
   n->me = NULL;
   seqwin_send_free(&n->sent);
@@ -877,6 +1033,11 @@ static void nak_stats(struct rs_protocol *p, struct rs_stats_printer *out) {
       {"digests_set", n->st.digests_set},
       {"digests_merged", n->st.digests_merged},
       {"windows_replaced", n->st.windows_replaced},
+      {"early_held", n->st.early_held},
+      {"early_replayed", n->st.early_replayed},
+      {"early_expired", n->st.early_expired},
+      {"early_queue", n->early.n + n->ready.n},
+      {"early_queue_bytes", n->early.bytes + n->ready.bytes},
       {"seqno", n->sent.next - 1},
       {"xmit_table_msgs", seqwin_send_count(&n->sent)},
       {"xmit_table_bytes", n->sent.bytes},
@@ -923,6 +1084,13 @@ static const struct rs_attr nak_attrs[] = {
      0, NULL},
     {"recv_window_bytes", RS_ATTR_SIZE, offsetof(struct nakack2, recv_window_bytes), "10M", 0, 0,
      "payload bytes held per sender out of order; more is dropped and retransmitted", 0, NULL},
+    {"early_queue_size", RS_ATTR_INT, offsetof(struct nakack2, early_queue_size), "1024", 0,
+     16777216,
+     "messages held (over all senders) that came from senders we have no window for yet; "
+     "replayed when the window is made; 0: dropped at once",
+     0, NULL},
+    {"early_queue_bytes", RS_ATTR_SIZE, offsetof(struct nakack2, early_queue_bytes), "1M", 0, 0,
+     "payload bytes held from senders we have no window for yet; more is dropped", 0, NULL},
     IGNORED("use_mcast_xmit_req",
             "requests go to the original sender: only it keeps its messages after delivery"),
     IGNORED("xmit_from_random_member",

@@ -571,11 +571,12 @@ START_TEST(joiner_starts_at_the_digest) {
   ck_assert_uint_eq(entry_of(&d, a)->delivered, 100);
   ck_assert_uint_eq(entry_of(&d, a)->received, 100);
   ck_assert_uint_eq(entry_of(&d, b)->delivered, 0);
-  /* A keeps sending while C joins: C has no window yet and drops these. */
+  /* A keeps sending while C joins: C has no window yet and holds these until it has. */
   for (uint32_t i = 100; i < 105; i++)
     send_seq(a, i, 0);
   rs_sim_run_for(sim, 50 * RS_MS);
-  ck_assert_uint_gt(stat(c, "non_member_dropped"), 0);
+  ck_assert_uint_gt(stat(c, "early_queue"), 0);
+  ck_assert_uint_eq(stat(c, "non_member_dropped"), 0);
   digest_event(c, RS_EV_SET_DIGEST, &d);
   digest_free(&d);
   struct node *abc[] = {a, b, c};
@@ -630,10 +631,11 @@ START_TEST(nothing_delivered_before_become_server) {
 }
 END_TEST
 
+/* With no early queue, a non-member's messages are dropped, and retransmitted once it is one. */
 START_TEST(non_member_dropped_then_recovered_as_member) {
   struct node *nd = calloc(3, sizeof(*nd)), *a = nd, *b = nd + 1, *c = nd + 2;
-  open_node(a, "A", CLEAN(""));
-  open_node(b, "B", CLEAN(""));
+  open_node(a, "A", CLEAN("early_queue_size=\"0\""));
+  open_node(b, "B", CLEAN("early_queue_size=\"0\""));
   open_node(c, "C", CLEAN(""));
   struct node *ab[] = {a, b};
   install_view(1, ab, 2);
@@ -897,13 +899,14 @@ START_TEST(hostile_nakack2_input) {
   inject(a, &b->addr, 4, UINT64_MAX, NULL, NULL, 0); /* HIGHEST_SEQNO likewise */
   ck_assert_uint_eq(stat(a, "bad_dropped"), bad0 + 4);
   ck_assert_uint_eq(a->n_log, log0);
-  /* A non-member's message and request are dropped and counted. */
+  /* A non-member's message is held (it may be a joiner), its request dropped and counted. */
   uint64_t nm0 = stat(a, "non_member_dropped"), x0 = stat(a, "xmits");
   uint8_t p[64];
   uint64_t all[] = {1, (uint64_t)INT64_MAX - 1};
   inject(a, &forger, 1, 1, NULL, &x, 4);
   inject(a, &forger, 2, 0, &a->addr, p, ranges(p, sizeof(p), 1, all, 2));
-  ck_assert_uint_eq(stat(a, "non_member_dropped"), nm0 + 2);
+  ck_assert_uint_eq(stat(a, "non_member_dropped"), nm0 + 1);
+  ck_assert_uint_eq(stat(a, "early_queue"), 1);
   ck_assert_uint_eq(stat(a, "xmits"), x0);
   /* XMIT_REQ for [1, 2^63 - 1]: at most max_xmit_req_size (16) resent. */
   inject(a, &b->addr, 2, 0, &a->addr, p, ranges(p, sizeof(p), 1, all, 2));
@@ -936,6 +939,173 @@ START_TEST(hostile_nakack2_input) {
   struct want w2[] = {{a, &b->addr, 5}, {0}};
   wait_all(w2, RS_SEC, "B's messages");
   ck_assert_uint_eq(a->errors, 0);
+  close_node(a);
+  close_node(b);
+  free(nd);
+}
+END_TEST
+
+/* --- (6) messages that arrive before their sender's window ----------------------------------- */
+
+/* The three-member race: C admits A and B in one view; A multicasts at once and its message
+ * (and its HIGHEST_SEQNO) reach B before B has the digest and the view. B holds them and
+ * delivers the message exactly once when the window exists, with no retransmission. */
+START_TEST(early_message_delivered_once_window_exists) {
+  struct node *nd = calloc(3, sizeof(*nd)), *a = nd, *b = nd + 1, *c = nd + 2;
+  open_node(c, "C", CLEAN(""));
+  open_node(a, "A", CLEAN(""));
+  open_node(b, "B", CLEAN(""));
+  struct node *c_only[] = {c};
+  install_view(1, c_only, 1);
+  struct rs_digest d; /* C's digest for the JOIN responses: taken before A sends */
+  get_digest_of(c, &d);
+  struct node *cba[] = {c, b, a};
+  struct rs_view_data *v = make_view(2, cba, 3);
+  send_view(c, v);
+  become_server(c);
+  digest_event(a, RS_EV_SET_DIGEST, &d);
+  send_view(a, v);
+  become_server(a);
+  send_seq(a, 0, 0);
+  rs_sim_run_for(sim, 500 * RS_MS); /* A's idle run announces its highest seqno: held too */
+  ck_assert_uint_eq(got(c, &a->addr), 1);
+  ck_assert_uint_eq(b->n_log, 0);
+  ck_assert_uint_ge(stat(a, "highest_seqno_sent"), 1);
+  ck_assert_uint_ge(stat(b, "early_queue"), 2);
+  ck_assert_uint_eq(stat(b, "non_member_dropped"), 0);
+  digest_event(b, RS_EV_SET_DIGEST, &d);
+  digest_free(&d);
+  send_view(b, v);
+  view_unref(v);
+  ck_assert_uint_eq(b->n_log, 0); /* not a server yet */
+  become_server(b);
+  rs_sim_run_for(sim, 2 * RS_SEC);
+  ck_assert_uint_eq(got(b, &a->addr), 1);
+  ck_assert_uint_eq(b->n_log, 1);
+  ck_assert_uint_eq(b->log[0], 0);
+  ck_assert_uint_eq(stat(b, "early_queue"), 0);
+  ck_assert_uint_eq(stat(b, "early_queue_bytes"), 0);
+  ck_assert_uint_ge(stat(b, "early_replayed"), 2);
+  ck_assert_uint_eq(stat(a, "xmits"), 0); /* delivered from the early queue */
+  ck_assert_uint_eq(a->errors + b->errors + c->errors, 0);
+  close_node(a);
+  close_node(b);
+  close_node(c);
+  free(nd);
+}
+END_TEST
+
+/* Held messages at or below the digest's `delivered` are duplicates: never delivered. */
+START_TEST(early_message_below_digest_dropped) {
+  struct node *nd = calloc(3, sizeof(*nd)), *a = nd, *b = nd + 1, *c = nd + 2;
+  open_node(c, "C", CLEAN(""));
+  open_node(a, "A", CLEAN(""));
+  open_node(b, "B", CLEAN(""));
+  struct node *ca[] = {c, a};
+  install_view(1, ca, 2);
+  for (uint32_t i = 0; i < 3; i++)
+    send_seq(a, i, 0);
+  struct want w0[] = {{c, &a->addr, 3}, {0}};
+  wait_all(w0, RS_SEC, "A's 3 messages at C");
+  rs_sim_run_for(sim, 50 * RS_MS);
+  ck_assert_uint_eq(stat(b, "early_queue"), 3);
+  struct rs_digest d; /* taken after: A's 3 messages are delivered at C */
+  get_digest_of(c, &d);
+  ck_assert_uint_eq(entry_of(&d, a)->delivered, 3);
+  digest_event(b, RS_EV_SET_DIGEST, &d);
+  digest_free(&d);
+  struct node *cab[] = {c, a, b};
+  install_view(2, cab, 3);
+  rs_sim_run_for(sim, RS_SEC);
+  ck_assert_uint_eq(b->n_log, 0);
+  ck_assert_uint_ge(stat(b, "dups_dropped"), 3);
+  ck_assert_uint_eq(stat(b, "early_queue"), 0);
+  b->first_expected = 3;
+  send_seq(a, 3, 0);
+  struct want w[] = {{b, &a->addr, 1}, {0}};
+  wait_all(w, RS_SEC, "A's next message at B");
+  rs_sim_run_for(sim, RS_SEC);
+  ck_assert_uint_eq(b->n_log, 1);
+  ck_assert_uint_eq(b->log[0], 3);
+  ck_assert_uint_eq(a->errors + b->errors + c->errors, 0);
+  close_node(a);
+  close_node(b);
+  close_node(c);
+  free(nd);
+}
+END_TEST
+
+/* A flood from an unknown sender: held within the message and byte bounds, the rest dropped
+ * and counted; freed by a view without the sender, or by age. */
+START_TEST(early_queue_bounded) {
+  struct node *nd = calloc(2, sizeof(*nd)), *a = nd, *b = nd + 1;
+  open_node(a, "A", CLEAN("early_queue_size=\"100\" early_queue_bytes=\"1K\""));
+  open_node(b, "B", CLEAN(""));
+  struct node *ab[] = {a, b};
+  install_view(1, ab, 2);
+  struct rs_addr forger = {0x1234, 0x5678};
+  uint8_t big[100] = {0};
+  for (uint64_t i = 1; i <= 50; i++)
+    inject(a, &forger, 1, i, NULL, big, sizeof(big));
+  ck_assert_uint_eq(stat(a, "early_queue"), 10); /* 1K of payload */
+  ck_assert_uint_eq(stat(a, "early_queue_bytes"), 1000);
+  ck_assert_uint_eq(stat(a, "non_member_dropped"), 40);
+  for (uint64_t i = 51; i <= 300; i++)
+    inject(a, &forger, 1, i, NULL, NULL, 0);
+  ck_assert_uint_eq(stat(a, "early_queue"), 100);
+  ck_assert_uint_eq(stat(a, "non_member_dropped"), 40 + 160);
+  ck_assert_uint_eq(a->n_log, 0);
+  /* A view without the forger frees them all. */
+  install_view(2, ab, 2);
+  ck_assert_uint_eq(stat(a, "early_queue"), 0);
+  ck_assert_uint_eq(stat(a, "early_queue_bytes"), 0);
+  ck_assert_uint_eq(stat(a, "early_expired"), 100);
+  /* Without a view, age frees them within 2 * 10 xmit runs (100ms here). */
+  for (uint64_t i = 1; i <= 20; i++)
+    inject(a, &forger, 1, i, NULL, big, 10);
+  ck_assert_uint_eq(stat(a, "early_queue"), 20);
+  rs_sim_run_for(sim, 900 * RS_MS);
+  ck_assert_uint_eq(stat(a, "early_queue"), 20);
+  rs_sim_run_for(sim, 1200 * RS_MS);
+  ck_assert_uint_eq(stat(a, "early_queue"), 0);
+  ck_assert_uint_eq(stat(a, "early_expired"), 120);
+  ck_assert_uint_eq(a->n_log, 0);
+  ck_assert_uint_eq(a->errors, 0);
+  close_node(a);
+  close_node(b);
+  free(nd);
+}
+END_TEST
+
+/* A member that sent before a joiner's digest was taken and whose later messages the joiner
+ * missed announces its highest seqno after the view with the joiner, so the joiner repairs the
+ * gap though nothing more is sent. */
+START_TEST(highest_seqno_announced_to_joiners) {
+  struct node *nd = calloc(2, sizeof(*nd)), *a = nd, *b = nd + 1;
+  open_node(a, "A", CLEAN(""));
+  open_node(b, "B", CLEAN("early_queue_size=\"0\""));
+  struct node *a_only[] = {a};
+  install_view(1, a_only, 1);
+  for (uint32_t i = 0; i < 3; i++)
+    send_seq(a, i, 0);
+  rs_sim_run_for(sim, 100 * RS_MS);
+  struct rs_digest d;
+  get_digest_of(a, &d);
+  for (uint32_t i = 3; i < 5; i++)
+    send_seq(a, i, 0); /* B drops these: no window, no early queue */
+  rs_sim_run_for(sim, RS_SEC); /* A's one idle announcement is dropped too */
+  ck_assert_uint_ge(stat(b, "non_member_dropped"), 3);
+  uint64_t announced = stat(a, "highest_seqno_sent");
+  digest_event(b, RS_EV_SET_DIGEST, &d);
+  digest_free(&d);
+  b->first_expected = 3;
+  struct node *ab[] = {a, b};
+  install_view(2, ab, 2);
+  struct want w[] = {{b, &a->addr, 2}, {0}};
+  wait_all(w, RS_SEC, "A's messages after the digest");
+  ck_assert_uint_eq(stat(a, "highest_seqno_sent"), announced + 1);
+  ck_assert_uint_eq(b->n_log, 2);
+  ck_assert_uint_eq(a->errors + b->errors, 0);
   close_node(a);
   close_node(b);
   free(nd);
@@ -1155,6 +1325,10 @@ static Suite *nakack2_suite(void) {
   tc = tcase_create("hostile input");
   tcase_add_checked_fixture(tc, setup, teardown);
   tcase_add_test(tc, hostile_nakack2_input);
+  tcase_add_test(tc, early_message_delivered_once_window_exists);
+  tcase_add_test(tc, early_message_below_digest_dropped);
+  tcase_add_test(tc, early_queue_bounded);
+  tcase_add_test(tc, highest_seqno_announced_to_joiners);
   tcase_add_test(tc, hostile_stable_input);
   tcase_add_test(tc, header_bytes);
   tcase_add_test(tc, jgroups_attributes_are_accepted);
