@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # quickstart.sh: set up a fresh Debian machine, build raftstack, and run the demo or the tests.
 #
-#   ./quickstart.sh demo   build, then run the transport demo: three members on 127.0.0.1
+#   ./quickstart.sh demo   build, then run the chat demo: three members on 127.0.0.1 over the
+#                          full UDP stack find each other, form one view and exchange lines
 #   ./quickstart.sh test   build with sanitizers, run the unit tests, the fuzz targets and a
 #                          valgrind pass (what CI runs)
 #   ./quickstart.sh deps   only install the packages
@@ -37,8 +38,7 @@ build() {
 
 demo() {
   build build
-  echo "== three transport-demo members on 127.0.0.1 over UDP multicast (TTL 0, loopback only)"
-  exec tools/demo-transport.sh build
+  exec tools/demo-chat.sh build udp
 }
 
 test_all() {

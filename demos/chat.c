@@ -174,10 +174,11 @@ int main(int argc, char **argv) {
     if ((rc = rs_channel_send(ch, NULL, line, n, 0)) != 0) fprintf(stderr, "chat: send: %s\n", rs_strerror(rc));
   }
   if (c.expect) wait_for(&c, enough_lines, c.linger_ms);
-  else {
-    struct timespec ts = {c.linger_ms / 1000, (c.linger_ms % 1000) * 1000000};
-    nanosleep(&ts, NULL); /* let our last lines leave before we do */
-  }
+  /* Stay a moment: a line of ours lost on the network is repaired by retransmission only while we
+   * are here (there is no flush at leave, as in JGroups without FLUSH). */
+  long stay = c.expect ? 1500 : c.linger_ms;
+  struct timespec ts = {stay / 1000, (stay % 1000) * 1000000};
+  nanosleep(&ts, NULL);
   rs_channel_close(ch);
   pthread_mutex_destroy(&c.lock);
   pthread_cond_destroy(&c.changed);

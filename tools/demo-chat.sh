@@ -49,5 +49,5 @@ for n in "${members[@]}"; do
   sed 's/^/    /' "$dir/$n.out"
 done
 [ "$status" = 0 ] && echo "demo: one view of three, every line delivered to every member" ||
-  { echo "demo: something went wrong; stderr of each member:"; tail -3 "$dir"/*.err; }
+  { echo "demo: something went wrong; stderr of each member:"; for f in "$dir"/*.err; do echo "--- $f"; tail -n 3 "$f"; done; }
 exit $status
