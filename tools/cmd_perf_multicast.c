@@ -1,4 +1,4 @@
-/* `raftstack perf multicast`: throughput of a group stack, every member a process (JGroups' MPerf). */
+/* `raftstack perf multicast`: a group stack's throughput, one process per member (as MPerf). */
 #include <getopt.h>
 #include <inttypes.h>
 #include <stdatomic.h>
@@ -86,8 +86,8 @@ static void usage(FILE *f) {
           "\n"
           "The last line is for scripts:\n"
           "  perf=multicast config=udp.xml members=3 senders=3 size=1000 count=100000\n"
-          "  msgs_s_per_member=... MB_s_per_member=... min_msgs_s=... steady_msgs_s_per_member=...\n"
-          "  errors=0 missing=0\n"
+          "  msgs_s_per_member=... MB_s_per_member=... min_msgs_s=...\n"
+          "  steady_msgs_s_per_member=... errors=0 missing=0\n"
           "(per-member figures are means over the members; errors counts duplicates, messages out\n"
           "of order and malformed ones; the exit status is 0 only with errors=0 missing=0)\n",
           PG_MAX_MEMBERS, HDR_LEN, MAX_SIZE);
@@ -110,7 +110,8 @@ static int parse_args(int argc, char **argv, struct mc *s) {
     }
     switch (opt) {
     case 'm':
-      if (pg_parse_u64(optarg, 1, PG_MAX_MEMBERS, "--members", "multicast", &v)) return TOOL_USAGE;
+      if (pg_parse_u64(optarg, 1, PG_MAX_MEMBERS, "--members", "multicast", &v))
+        return TOOL_USAGE;
       s->o.members = (int)v;
       break;
     case 'S':
@@ -187,7 +188,9 @@ static void mc_receive(void *arg, const struct rs_addr *src, const void *data, s
   pthread_mutex_unlock(&s->node.lock);
 }
 
-static void mc_view(void *arg, const struct rs_view *v) { pg_on_view(&((struct mc *)arg)->node, v); }
+static void mc_view(void *arg, const struct rs_view *v) {
+  pg_on_view(&((struct mc *)arg)->node, v);
+}
 
 static const struct rs_receiver mc_receiver = {.receive = mc_receive, .view = mc_view};
 
@@ -303,7 +306,8 @@ static void mc_stopped(struct pg_node *n, void *arg) {
   if (s->thread_started) pthread_join(s->thread, NULL);
 }
 
-static const struct pg_bench mc_bench = {.recv = &mc_receiver, .run = mc_run, .stopped = mc_stopped};
+static const struct pg_bench mc_bench = {.recv = &mc_receiver, .run = mc_run,
+                                         .stopped = mc_stopped};
 
 /* ---- the parent ----------------------------------------------------------------------------- */
 

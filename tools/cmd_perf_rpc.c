@@ -156,7 +156,7 @@ static bool next_request(struct rpc *s, uint64_t *id) {
   return true;
 }
 
-static void fill(struct rpc *s, uint8_t *buf, char type, uint64_t id) {
+static void fill(uint8_t *buf, char type, uint64_t id) {
   buf[0] = (uint8_t)type;
   pg_put_u64(buf + 1, id);
 }
@@ -184,7 +184,7 @@ static void on_response(struct rpc *s, const uint8_t *p, size_t len) {
   bool more = next_request(s, &next);
   pthread_mutex_unlock(&s->node.lock);
   if (!more) return;
-  fill(s, s->buf, REQ, next);
+  fill(s->buf, REQ, next);
   if (rs_channel_send_nb(s->node.ch, &s->peer, s->buf, s->size, s->flags) == 0) return;
   pthread_mutex_lock(&s->node.lock);
   s->deferred[s->n_deferred++] = next;
@@ -214,7 +214,7 @@ static void defer_response(struct rpc *s, const struct rs_addr *dest, const uint
 
 static void on_request(struct rpc *s, const struct rs_addr *src, const uint8_t *p, size_t len) {
   if (len != s->size) return; /* cannot come from B: it would see the id go unanswered */
-  fill(s, s->buf, RSP, pg_get_u64(p + 1));
+  fill(s->buf, RSP, pg_get_u64(p + 1));
   if (rs_channel_send_nb(s->node.ch, src, s->buf, len, s->flags) != 0)
     defer_response(s, src, s->buf, len);
 }
@@ -249,7 +249,9 @@ static void rpc_receive(void *arg, const struct rs_addr *src, const void *data, 
   else if (p[0] == RSP) on_response(s, p, len);
 }
 
-static void rpc_view(void *arg, const struct rs_view *v) { pg_on_view(&((struct rpc *)arg)->node, v); }
+static void rpc_view(void *arg, const struct rs_view *v) {
+  pg_on_view(&((struct rpc *)arg)->node, v);
+}
 
 static const struct rs_receiver rpc_receiver = {.receive = rpc_receive, .view = rpc_view};
 
@@ -273,10 +275,12 @@ static void drive(struct rpc *s) {
   if (!buf) return;
   memset(buf, 'x', s->size);
   while (s->answered < s->total) {
-    bool have = s->n_deferred ? (id = s->deferred[--s->n_deferred], true) : next_request(s, &id);
+    bool have = s->n_deferred > 0;
+    if (have) id = s->deferred[--s->n_deferred];
+    else have = next_request(s, &id);
     if (have) {
       pthread_mutex_unlock(&s->node.lock);
-      fill(s, buf, REQ, id);
+      fill(buf, REQ, id);
       int rc = rs_channel_send(s->node.ch, &s->peer, buf, s->size, s->flags);
       pthread_mutex_lock(&s->node.lock);
       if (rc) bad_response(s, rs_strerror(rc), id);

@@ -39,10 +39,11 @@
  * settled group and the measurement holds no join. A member leaves only on "Q", after every
  * member has reported: one that left early could not answer retransmission requests.
  *
- * Ports: member i binds base + i; the base is drawn at random and kept only if base..base+n (UDP
- * and TCP), the multicast port and FD_SOCK's ports (transport port + 100, 5 tried) are free now,
- * so parallel runs do not meet. The multicast group is drawn at random in 239.0.0.0/8; TTL 0
- * keeps multicasts on this host.
+ * Ports: member i binds base + i; the base is drawn at random in 10000..19790, below the
+ * kernel's ephemeral ports (32768..) and the chat cluster tests' (20000..39999), and kept only if
+ * base..base+n (UDP and TCP), the multicast port and FD_SOCK's ports (transport port + 100, 5
+ * tried) are free now, so parallel runs do not meet. The multicast group is drawn at random in
+ * 239.100.0.0..239.199.255.255; TTL 0 keeps multicasts on this host.
  */
 
 #define START_TIMEOUT_NS (60 * 1000000000ull)
@@ -214,7 +215,7 @@ int pg_run_init(struct pg_run *r, const struct pg_opts *o) {
   memset(r, 0, sizeof(*r));
   r->o = o;
   for (int tries = 0; tries < 1000 && !r->base_port; tries++) {
-    int base = 20000 + (int)(xorshift(&seed) % 3000) * 10;
+    int base = 10000 + (int)(xorshift(&seed) % 980) * 10;
     if (ports_free(base, o->members)) r->base_port = base;
   }
   if (!r->base_port) {
@@ -329,19 +330,20 @@ static void print_stats(struct pg_node *n) {
   fflush(stderr);
 }
 
-/* The member's properties: the user's first (the first definition of a name wins), then ours. */
+/* The member's properties: ours, then the user's (a later definition of a name wins, as on a
+ * Java command line). */
 static void member_props(const struct pg_run *r, int index, char text[][128], const char **props) {
   const struct pg_opts *o = r->o;
   int k = 0, t = 0;
-  for (int i = 0; i < o->n_user_props; i++) props[k++] = o->user_props[i];
   snprintf(text[t++], 128, "rs.port=%d", r->base_port + index);
   snprintf(text[t++], 128, "rs.bind_addr=127.0.0.1");
   snprintf(text[t++], 128, "rs.mcast_addr=%s", r->mcast_addr);
   snprintf(text[t++], 128, "rs.mcast_port=%d", r->mcast_port);
   snprintf(text[t++], 128, "rs.ttl=0");
   snprintf(text[t++], 128, "rs.initial_hosts=127.0.0.1[%d]", r->base_port);
-  snprintf(text[t++], 128, "rs.hosts_range=%d", o->members + 4);
+  snprintf(text[t++], 128, "rs.hosts_range=%d", o->members - 1);
   for (int i = 0; i < t; i++) props[k++] = text[i];
+  for (int i = 0; i < o->n_user_props; i++) props[k++] = o->user_props[i];
   props[k] = NULL;
 }
 
@@ -366,8 +368,9 @@ static int member_join(const struct pg_run *r, struct pg_node *n, const struct p
   }
   say(n->to_parent, "C");
   if (!wait_view(n, (size_t)r->o->members)) {
-    say(n->to_parent, "E saw %zu of %d members in its view after %llu s", n->n_view,
-        r->o->members, START_TIMEOUT_NS / 1000000000ull);
+    say(n->to_parent, "E saw %zu of %d members in its view after %llu s%s", n->n_view,
+        r->o->members, START_TIMEOUT_NS / 1000000000ull,
+        n->n_view ? "" : " (a stack without GMS installs no views)");
     return TOOL_FAIL;
   }
   say(n->to_parent, "V");
@@ -502,9 +505,25 @@ static void kill_all(struct pg_member *m, int n) {
   }
 }
 
+/* Builds the stack once here, so a bad file or property is a usage error before any fork. */
+static int check_config(const struct pg_run *r) {
+  char text[8][128], err[2048];
+  const char *props[PG_MAX_PROPS + 9];
+  member_props(r, 0, text, props);
+  struct rs_channel_opts co = {.config_file = r->o->config, .props = props, .name = "check"};
+  struct rs_channel *ch;
+  if (rs_channel_open(&ch, &co, err, sizeof(err)) == 0) {
+    rs_channel_close(ch);
+    return 0;
+  }
+  fprintf(stderr, "raftstack perf: %s\n", err);
+  return TOOL_USAGE;
+}
+
 int pg_start(struct pg_run *r, struct pg_member *m, struct pg_node *node,
              const struct pg_bench *b, void *arg) {
   int n = r->o->members, started = 0;
+  if (check_config(r)) return TOOL_USAGE;
   signal(SIGPIPE, SIG_IGN);
   bool ok = spawn(r, m, 0, node, b, arg) == 0;
   started = ok ? 1 : 0;

@@ -20,7 +20,7 @@ struct pg_opts {
   int members;
   unsigned timeout_s; /* a member gives up after this long without progress */
   bool verbose;
-  const char *user_props[PG_MAX_PROPS]; /* -Dname=value, ahead of ours so they win */
+  const char *user_props[PG_MAX_PROPS]; /* -Dname=value, after ours so they win */
   int n_user_props;
 };
 
@@ -88,8 +88,8 @@ const char *pg_config_base(const struct pg_opts *o);
 
 /* Forks the members (the first alone, until it is the coordinator), waits until every member
  * sees a view of all, and tells them to start. In each member process, `node` and `arg` (the
- * benchmark's state, made before the call) are that process's copies. Returns 0, or TOOL_FAIL
- * with the members killed and the reason printed. */
+ * benchmark's state, made before the call) are that process's copies. Returns 0, TOOL_USAGE when
+ * the stack cannot be built, or TOOL_FAIL with the members killed and the reason printed. */
 int pg_start(struct pg_run *r, struct pg_member *m, struct pg_node *node,
              const struct pg_bench *b, void *arg);
 /* Reads a member's result line ("R ...", without the "R "); false if the member died first. */

@@ -13,7 +13,7 @@ struct subcommand {
 static const struct subcommand subcommands[] = {
     {"config", cmd_config, "config check FILE [-Dname=value ...]: validate and print a stack"},
     {"protocols", cmd_protocols, "protocols [NAME] [--markdown]: protocols and their attributes"},
-    {"perf", cmd_perf, "perf transport ...: throughput of a transport against a plain socket"},
+    {"perf", cmd_perf, "perf transport|multicast|rpc ...: transport, group and RPC benchmarks"},
     {"probe", cmd_probe, "probe [--cluster C]: address, view and statistics of running members"},
 };
 
