@@ -25,6 +25,9 @@ extern const struct rs_protocol_ops gms_protocol;
 extern const struct rs_protocol_ops ufc_protocol;
 extern const struct rs_protocol_ops mfc_protocol;
 extern const struct rs_protocol_ops frag4_protocol;
+extern const struct rs_protocol_ops election_protocol;
+extern const struct rs_protocol_ops raft_protocol;
+extern const struct rs_protocol_ops redirect_protocol;
 
 /* Adding a protocol is adding its file and a line here, in the order `raftstack protocols`
  * lists them: transports, then bottom to top as a typical stack has them. */
@@ -48,6 +51,9 @@ const struct rs_protocol_ops *const rs_protocol_registry[] = {
     &ufc_protocol,
     &mfc_protocol,
     &frag4_protocol,
+    &election_protocol,
+    &raft_protocol,
+    &redirect_protocol,
 };
 const size_t rs_protocol_registry_len = sizeof(rs_protocol_registry) / sizeof(rs_protocol_registry[0]);
 

@@ -17,6 +17,7 @@ struct sim_rt {
   struct rs_runtime base;
   struct rs_sim *sim;
   struct sim_call *calls, *calls_tail;
+  rs_time paused_until; /* rs_sim_pause: nothing of this runtime runs before this time */
   char name[32];
 };
 
@@ -29,6 +30,8 @@ struct rs_sim {
   int in_step;
   void (*trace)(void *arg, const char *line);
   void *trace_arg;
+  void (*hook)(void *arg);
+  void *hook_arg;
 };
 
 static struct sim_rt *SIMRT(struct rs_runtime *rt) { return (struct sim_rt *)rt; }
@@ -130,7 +133,9 @@ static void trace(struct rs_sim *sim, const struct sim_rt *s, const char *what) 
   sim->trace(sim->trace_arg, line);
 }
 
-static bool ready(const struct sim_rt *s) { return s->calls || runtime_has_tasks(&s->base); }
+static bool has_work(const struct sim_rt *s) { return s->calls || runtime_has_tasks(&s->base); }
+static bool paused(const struct sim_rt *s) { return s->paused_until > s->sim->now; }
+static bool ready(const struct sim_rt *s) { return has_work(s) && !paused(s); }
 
 /* Runs one call or task of s: calls first, they came from "outside" earlier. */
 static void run_ready(struct rs_sim *sim, struct sim_rt *s) {
@@ -147,12 +152,23 @@ static void run_ready(struct rs_sim *sim, struct sim_rt *s) {
   }
 }
 
-/* The earliest timer over all runtimes (ties: the runtime created first), or NULL. */
+/* When s may next run something other than ready work: its earliest timer, or for a paused
+ * runtime the end of the pause if work or a timer waits by then (timers due meanwhile fire
+ * late, as on a stopped process). */
+static rs_time next_time(const struct sim_rt *s) {
+  rs_time t = runtime_next_deadline(&s->base);
+  if (!paused(s)) return t;
+  if (has_work(s)) return s->paused_until;
+  return t == UINT64_MAX || t > s->paused_until ? t : s->paused_until;
+}
+
+/* The earliest timer (or end of a pause) over all runtimes (ties: the runtime created first),
+ * or NULL. */
 static struct sim_rt *earliest_timer(struct rs_sim *sim, rs_time *when) {
   struct sim_rt *best = NULL;
   *when = UINT64_MAX;
   for (size_t i = 0; i < sim->n; i++) {
-    rs_time t = runtime_next_deadline(&sim->rts[i]->base);
+    rs_time t = next_time(sim->rts[i]);
     if (t < *when) {
       *when = t;
       best = sim->rts[i];
@@ -161,7 +177,26 @@ static struct sim_rt *earliest_timer(struct rs_sim *sim, rs_time *when) {
   return best;
 }
 
+static bool step(struct rs_sim *sim);
+
 bool rs_sim_step(struct rs_sim *sim) {
+  bool ran = step(sim);
+  if (ran && sim->hook) sim->hook(sim->hook_arg);
+  return ran;
+}
+
+void rs_sim_set_step_hook(struct rs_sim *sim, void (*fn)(void *arg), void *arg) {
+  sim->hook = fn;
+  sim->hook_arg = arg;
+}
+
+void rs_sim_pause(struct rs_runtime *rt, rs_time duration) {
+  struct sim_rt *s = SIMRT(rt);
+  rs_time until = s->sim->now + duration;
+  if (until > s->paused_until) s->paused_until = until;
+}
+
+static bool step(struct rs_sim *sim) {
   size_t n_ready = 0;
   for (size_t i = 0; i < sim->n; i++) n_ready += ready(sim->rts[i]);
   sim->in_step++;
@@ -186,8 +221,12 @@ bool rs_sim_step(struct rs_sim *sim) {
     return false;
   }
   if (when > sim->now) sim->now = when;
-  trace(sim, s, "timer");
-  runtime_fire_one_timer(&s->base, sim->now);
+  if (has_work(s)) {
+    run_ready(sim, s); /* its pause just ended */
+  } else {
+    trace(sim, s, "timer");
+    runtime_fire_one_timer(&s->base, sim->now);
+  }
   sim->in_step--;
   return true;
 }

@@ -29,6 +29,14 @@ uint64_t rs_sim_random(struct rs_sim *sim);
 /* Every step is reported as one line ("<time_ns> <runtime> timer|task|call"). */
 void rs_sim_set_trace(struct rs_sim *sim, void (*fn)(void *arg, const char *line), void *arg);
 
+/* Pauses a simulated runtime for `duration` of virtual time from now, as a stopped process (GC
+ * pause, SIGSTOP): nothing of it runs until then; its calls and tasks wait, and timers due
+ * meanwhile fire late, once it resumes. A later pause that ends sooner does not shorten it. */
+void rs_sim_pause(struct rs_runtime *rt, rs_time duration);
+
+/* Calls fn(arg) after every step (e.g. to check invariants); NULL removes it. */
+void rs_sim_set_step_hook(struct rs_sim *sim, void (*fn)(void *arg), void *arg);
+
 /* The world a simulated runtime belongs to, or NULL for another kind of runtime. */
 struct rs_sim *rs_sim_of(struct rs_runtime *rt);
 

@@ -15,6 +15,7 @@ static const struct subcommand subcommands[] = {
     {"protocols", cmd_protocols, "protocols [NAME] [--markdown]: protocols and their attributes"},
     {"perf", cmd_perf, "perf transport|multicast|rpc ...: transport, group and RPC benchmarks"},
     {"probe", cmd_probe, "probe [--cluster C]: address, view and statistics of running members"},
+    {"log", cmd_log, "log dump|verify DIR: print or check a Raft file log (<name>.log directory)"},
 };
 
 static void usage(FILE *f) {

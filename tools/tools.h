@@ -17,5 +17,9 @@ int cmd_perf(int argc, char **argv);
 int cmd_perf_multicast(int argc, char **argv);
 int cmd_perf_rpc(int argc, char **argv);
 int cmd_probe(int argc, char **argv);
+/* `log dump|verify DIR`: a file log's metadata and entries, every CRC checked. */
+int cmd_log(int argc, char **argv);
+/* `log bench DIR`: fsync latency and file-log throughput (argv[0] is "bench"). */
+int cmd_log_bench(int argc, char **argv);
 
 #endif

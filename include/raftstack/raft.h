@@ -73,9 +73,12 @@ struct rs_raft_rsp {
  *  RS_ENOLEADER  no leader is known: nothing was appended; retry later.
  *  RS_ENOTLEADER this node is not the leader and the stack has no REDIRECT, or the entry was
  *                overwritten by a new leader before it committed: it was NOT applied; retry.
+ *                The response (when wanted) is the raft_id of the leader known, if any.
+ *  RS_EAGAIN     REDIRECT's max_pending requests are in flight: nothing was appended; retry.
  *  RS_ETIMEDOUT  timeout_ms passed: the command may or may not be applied later.
  *  RS_EUNKNOWN   the node that held the request went away: it may or may not be applied.
  *  RS_ESHUTDOWN  the handle or channel is closing.
+ *  RS_ENOTCONN   the channel is not connected: nothing was sent.
  *  RS_EDEADLK    called on the loop thread (use rs_raft_set_async).
  * rsp may be NULL when the response is not wanted.
  */

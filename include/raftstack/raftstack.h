@@ -5,6 +5,7 @@
 #include <raftstack/channel.h>
 #include <raftstack/errors.h>
 #include <raftstack/log.h>
+#include <raftstack/raft.h>
 #include <raftstack/types.h>
 
 #endif
