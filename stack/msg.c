@@ -1,11 +1,8 @@
 /* Messages: allocation, headers, copies. */
 #include "stack/msg.h"
 
-#include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-
-#include "stack/log_internal.h"
 
 struct rs_msg *rs_msg_new(void) {
   struct rs_msg *m = malloc(sizeof(*m));
@@ -80,19 +77,7 @@ struct rs_msg *rs_msg_copy(const struct rs_msg *m) {
   return c;
 }
 
-/* A header value lives inline: a type larger than RS_HDR_INLINE writes into the next header's
- * slot (its type pointer), which shows only on stacks with more than one header. A programming
- * error: said once, loudly, so that it is found. */
-static void check_header_size(const struct rs_header_type *type) {
-  static atomic_bool said;
-  if (type->size <= RS_HDR_INLINE || atomic_exchange(&said, true)) return;
-  RS_LOG(ERROR, "msg", "header type %s (id %u) is %zu bytes, over RS_HDR_INLINE (%d): it "
-         "overwrites the next header", type->name, (unsigned)type->id, (size_t)type->size,
-         RS_HDR_INLINE);
-}
-
 void *rs_msg_put_header(struct rs_msg *m, const struct rs_header_type *type) {
-  check_header_size(type);
   struct rs_hdr *h = NULL;
   for (unsigned i = 0; i < m->n_hdrs; i++)
     if (m->hdrs[i].type->id == type->id) {

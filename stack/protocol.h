@@ -221,7 +221,8 @@ extern const size_t rs_protocol_registry_len;
 const struct rs_protocol_ops *registry_find(const char *name);
 const struct rs_header_type *registry_header_type(uint16_t id);
 /* Registers the header type of a protocol defined outside raftstack; its id must be in
- * 1024..2047. Call before any stack is built. 0, RS_EINVAL or RS_EEXIST. */
+ * 1024..2047 and its size at most RS_HDR_INLINE. Call before any stack is built. 0, RS_EINVAL or
+ * RS_EEXIST. */
 int registry_add_header(const struct rs_header_type *h);
 
 #endif

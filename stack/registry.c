@@ -93,7 +93,7 @@ static void index_headers(void);
  * from 1024 belong to applications; raftstack's own stay below). */
 int registry_add_header(const struct rs_header_type *h) {
   pthread_once(&headers_once, index_headers);
-  if (h->id < 1024 || h->id >= MAX_HEADER_ID) return RS_EINVAL;
+  if (h->id < 1024 || h->id >= MAX_HEADER_ID || h->size > RS_HDR_INLINE) return RS_EINVAL;
   if (headers[h->id] && headers[h->id] != h) return RS_EEXIST;
   headers[h->id] = h;
   return 0;

@@ -150,9 +150,11 @@ static void member_opts(struct perf *p, int i, struct raft_node_opts *no, char t
   snprintf(text[t++], 160, "rs.raft.log_class=%s", p->fsync ? "file" : "memory");
   snprintf(text[t++], 160, "rs.raft.fsync=%s", p->fsync ? "true" : "false");
   *no = (struct raft_node_opts){.config = p->o.config, .id = p->m[i].id, .cluster = r->cluster};
-  for (int k = 0; k < t; k++) raft_node_add_prop(no, text[k]);
+  for (int k = 0; k < t; k++)
+    raft_node_add_prop(no, text[k]);
   /* The user's come last: a later definition of a name wins. */
-  for (int k = 0; k < p->o.n_user_props; k++) raft_node_add_prop(no, p->o.user_props[k]);
+  for (int k = 0; k < p->o.n_user_props; k++)
+    raft_node_add_prop(no, p->o.user_props[k]);
 }
 
 static int spawn(struct perf *p, int i) {
@@ -274,8 +276,10 @@ static int wait_leader(struct perf *p) {
     for (int i = 0; i < p->o.members; i++) {
       if (!ask(&p->m[i], "status\n", "status", line, sizeof(line), 5000)) return -1;
       if (!field(line, " leader=", leader, sizeof(leader)) || !strcmp(leader, "-")) agree = false;
-      if (i == 0) snprintf(first, sizeof(first), "%s", leader);
-      else if (strcmp(first, leader)) agree = false;
+      if (i == 0)
+        snprintf(first, sizeof(first), "%s", leader);
+      else if (strcmp(first, leader))
+        agree = false;
       if (field(line, " role=", role, sizeof(role)) && !strcmp(role, "Leader")) at = i;
     }
     if (agree && at >= 0 && !strcmp(p->m[at].id, first)) return at;
@@ -343,8 +347,10 @@ static bool check_members(struct perf *p, int leader, uint64_t completed) {
     return false;
   uint64_t commit = strtoull(v, NULL, 10);
   if (commit < completed) {
-    fprintf(stderr, "raft-perf: leader's commit index %" PRIu64 " below the %" PRIu64
-            " commands completed\n", commit, completed);
+    fprintf(stderr,
+            "raft-perf: leader's commit index %" PRIu64 " below the %" PRIu64
+            " commands completed\n",
+            commit, completed);
     return false;
   }
   snprintf(cmd, sizeof(cmd), "wait-applied %" PRIu64 " 30000\n", commit);
@@ -360,8 +366,10 @@ static bool check_members(struct perf *p, int leader, uint64_t completed) {
     bool same = true;
     for (int i = 0; i < p->o.members && same; i++) {
       if (!ask(&p->m[i], "digest\n", "digest", line, sizeof(line), 5000)) return false;
-      if (i == 0) snprintf(first, sizeof(first), "%s", line);
-      else same = !strcmp(first, line);
+      if (i == 0)
+        snprintf(first, sizeof(first), "%s", line);
+      else
+        same = !strcmp(first, line);
     }
     if (same) {
       printf("raft-perf: all %d members applied up to %" PRIu64 " with one %s\n", p->o.members,
@@ -404,11 +412,14 @@ static int parse_u64(const char *arg, uint64_t lo, uint64_t hi, const char *what
 }
 
 static int parse_args(struct perf *p, int argc, char **argv) {
-  static const struct option longopts[] = {
-      {"members", required_argument, NULL, 'n'}, {"outstanding", required_argument, NULL, 'k'},
-      {"size", required_argument, NULL, 's'},    {"duration", required_argument, NULL, 'd'},
-      {"warmup", required_argument, NULL, 'w'},  {"fsync", required_argument, NULL, 'f'},
-      PG_COMMON_LONGOPTS,                        {NULL, 0, NULL, 0}};
+  static const struct option longopts[] = {{"members", required_argument, NULL, 'n'},
+                                           {"outstanding", required_argument, NULL, 'k'},
+                                           {"size", required_argument, NULL, 's'},
+                                           {"duration", required_argument, NULL, 'd'},
+                                           {"warmup", required_argument, NULL, 'w'},
+                                           {"fsync", required_argument, NULL, 'f'},
+                                           PG_COMMON_LONGOPTS,
+                                           {NULL, 0, NULL, 0}};
   uint64_t v;
   int opt;
   while ((opt = getopt_long(argc, argv, "n:k:s:d:w:f:" PG_COMMON_SHORTOPTS, longopts, NULL)) !=
@@ -476,7 +487,8 @@ static int run(struct perf *p) {
          p->outstanding, p->size, p->duration, p->warmup);
   struct result r = {0};
   bool got = run_bench(p, &p->m[leader], &r), ok = got;
-  for (int i = 0; got && p->o.verbose && i < n; i++) print_stats(&p->m[i]);
+  for (int i = 0; got && p->o.verbose && i < n; i++)
+    print_stats(&p->m[i]);
   if (ok && !check_members(p, leader, r.commits)) ok = false;
   if (!quit_all(p, leader)) ok = false;
   if (!got) return TOOL_FAIL;
@@ -494,7 +506,11 @@ static int run(struct perf *p) {
 
 int main(int argc, char **argv) {
   struct perf p = {.o = {.members = 3, .config_arg = "raft.xml", .timeout_s = 10},
-                   .outstanding = 1, .size = 100, .duration = 10, .warmup = 1, .fsync = true};
+                   .outstanding = 1,
+                   .size = 100,
+                   .duration = 10,
+                   .warmup = 1,
+                   .fsync = true};
   int rc = parse_args(&p, argc, argv);
   if (rc) return rc;
   if (p.o.timeout_s == 0) p.o.timeout_s = 10;

@@ -1,4 +1,5 @@
-/* A Raft node for scripts and raft-perf: a RaftHandle over an XML stack, driven by line commands. */
+/* A Raft node for scripts and raft-perf: a RaftHandle over an XML stack, driven by line commands.
+ */
 #include "tools/raft_node.h"
 
 #include <errno.h>
@@ -23,8 +24,9 @@
  * it and connects. Its state machine is a digest of what it applied: a count and a hash chained
  * over (index, data) of every command, so two nodes that applied the same commands in the same
  * order print the same digest. It lives on the loop thread (apply writes it, `digest` reads it
- * there through rs_runtime_call), so apply takes no lock. The response to a command is its index (8 bytes, big-endian)
- * followed by its first 32 bytes, so a caller can tell that the answer is for its own command.
+ * there through rs_runtime_call), so apply takes no lock. The response to a command is its index (8
+ * bytes, big-endian) followed by its first 32 bytes, so a caller can tell that the answer is for
+ * its own command.
  *
  * Commands (one a line) and answers (one line each; fields are name=value):
  *   status                 status id= role= term= leader= commit= applied= last= log_bytes=
@@ -100,12 +102,14 @@ static void sleep_ms(unsigned ms) {
 }
 
 static void put_be64(uint8_t *p, uint64_t v) {
-  for (int i = 7; i >= 0; i--, v >>= 8) p[i] = (uint8_t)v;
+  for (int i = 7; i >= 0; i--, v >>= 8)
+    p[i] = (uint8_t)v;
 }
 
 static uint64_t get_be64(const uint8_t *p) {
   uint64_t v = 0;
-  for (int i = 0; i < 8; i++) v = v << 8 | p[i];
+  for (int i = 0; i < 8; i++)
+    v = v << 8 | p[i];
   return v;
 }
 
@@ -127,7 +131,8 @@ static uint64_t hash_bytes(uint64_t h, const void *data, size_t len) {
     h = mix(h, w);
   }
   uint64_t tail = 0;
-  for (; i < len; i++) tail = tail << 8 | p[i];
+  for (; i < len; i++)
+    tail = tail << 8 | p[i];
   return mix(h, tail ^ (uint64_t)len << 56);
 }
 
@@ -147,8 +152,7 @@ static int sm_apply(void *arg, uint64_t index, const void *data, size_t len,
 
 static void sm_error(void *arg, int err, const char *detail) {
   (void)arg;
-  fprintf(stderr, "raft-node: the node stopped: %s: %s\n", rs_strerror(err),
-          detail ? detail : "");
+  fprintf(stderr, "raft-node: the node stopped: %s: %s\n", rs_strerror(err), detail ? detail : "");
 }
 
 static const struct rs_state_machine node_sm = {.apply = sm_apply, .error = sm_error};
@@ -161,9 +165,9 @@ static void cmd_status(struct node *n) {
   raft_node_say(n->out,
                 "status id=%s role=%s term=%" PRIu64 " leader=%s commit=%" PRIu64
                 " applied=%" PRIu64 " last=%" PRIu64 " log_bytes=%" PRIu64,
-                rs_raft_id(n->h), rs_raft_role_name(rs_raft_role(n->h)),
-                rs_raft_current_term(n->h), leader, rs_raft_commit_index(n->h),
-                rs_raft_last_applied(n->h), rs_raft_last_index(n->h), rs_raft_log_size(n->h));
+                rs_raft_id(n->h), rs_raft_role_name(rs_raft_role(n->h)), rs_raft_current_term(n->h),
+                leader, rs_raft_commit_index(n->h), rs_raft_last_applied(n->h),
+                rs_raft_last_index(n->h), rs_raft_log_size(n->h));
 }
 
 struct digest_req {
@@ -185,15 +189,16 @@ static void cmd_digest(struct node *n) {
     completion_wait(channel_runtime(n->ch), &r.done, UINT64_MAX);
   completion_fini(&r.done);
   struct digest d = r.d;
-  raft_node_say(n->out, "digest applied=%" PRIu64 " count=%" PRIu64 " hash=%016" PRIx64,
-                d.applied, d.count, d.hash);
+  raft_node_say(n->out, "digest applied=%" PRIu64 " count=%" PRIu64 " hash=%016" PRIx64, d.applied,
+                d.count, d.hash);
 }
 
 /* A command's bytes: "<id>:<seq>:" then filler up to size. */
 static size_t make_command(uint8_t *buf, size_t size, const char *id, uint64_t seq) {
   int k = snprintf((char *)buf, size + 1, "%s:%" PRIu64 ":", id, seq);
   size_t len = (size_t)k < size ? size : (size_t)k;
-  for (size_t i = (size_t)k; i < len; i++) buf[i] = (uint8_t)('a' + i % 26);
+  for (size_t i = (size_t)k; i < len; i++)
+    buf[i] = (uint8_t)('a' + i % 26);
   return len;
 }
 
@@ -312,7 +317,8 @@ static void cmd_wait_applied(struct node *n, const char *args) {
     return;
   }
   uint64_t t0 = now_ms();
-  while (rs_raft_last_applied(n->h) < index && now_ms() - t0 < limit) sleep_ms(5);
+  while (rs_raft_last_applied(n->h) < index && now_ms() - t0 < limit)
+    sleep_ms(5);
   uint64_t have = rs_raft_last_applied(n->h);
   if (have >= index)
     raft_node_say(n->out, "applied ok index=%" PRIu64 " ms=%" PRIu64, have, now_ms() - t0);
@@ -401,8 +407,7 @@ static int node_start(struct node *n) {
   }
   rc = rs_channel_connect(n->ch, o.cluster);
   if (rc) {
-    raft_node_say(n->out, "error connect: %s (%s)", rs_strerror(rc),
-                  rs_channel_last_error(n->ch));
+    raft_node_say(n->out, "error connect: %s (%s)", rs_strerror(rc), rs_channel_last_error(n->ch));
     return rc;
   }
   raft_node_say(n->out, "ready id=%s pid=%d", o.id, (int)getpid());
@@ -412,16 +417,24 @@ static int node_start(struct node *n) {
 static bool dispatch(struct node *n, char *line) {
   char *args = line + strcspn(line, " ");
   if (*args) *args++ = '\0';
-  if (!strcmp(line, "status")) cmd_status(n);
-  else if (!strcmp(line, "put")) cmd_put(n, args);
-  else if (!strcmp(line, "await-commit")) cmd_await_commit(n, args);
-  else if (!strcmp(line, "wait-applied")) cmd_wait_applied(n, args);
-  else if (!strcmp(line, "digest")) cmd_digest(n);
-  else if (!strcmp(line, "stats")) cmd_stats(n);
+  if (!strcmp(line, "status"))
+    cmd_status(n);
+  else if (!strcmp(line, "put"))
+    cmd_put(n, args);
+  else if (!strcmp(line, "await-commit"))
+    cmd_await_commit(n, args);
+  else if (!strcmp(line, "wait-applied"))
+    cmd_wait_applied(n, args);
+  else if (!strcmp(line, "digest"))
+    cmd_digest(n);
+  else if (!strcmp(line, "stats"))
+    cmd_stats(n);
   else if (!strcmp(line, "bench")) {
     if (raft_node_bench(n->h, channel_runtime(n->ch), args, n->out)) n->failed = true;
-  } else if (!strcmp(line, "quit")) return false;
-  else if (line[0]) raft_node_say(n->out, "error unknown command '%s'", line);
+  } else if (!strcmp(line, "quit"))
+    return false;
+  else if (line[0])
+    raft_node_say(n->out, "error unknown command '%s'", line);
   return true;
 }
 
@@ -436,7 +449,8 @@ int raft_node_serve(const struct raft_node_opts *o, int in_fd, int out_fd) {
   size_t cap = 0;
   ssize_t len;
   while (in && (len = getline(&line, &cap, in)) >= 0) {
-    while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = '\0';
+    while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+      line[--len] = '\0';
     if (!dispatch(&n, line)) break;
   }
   free(line);

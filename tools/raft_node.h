@@ -9,9 +9,9 @@
 #define RAFT_NODE_MAX_PROPS 64
 
 struct raft_node_opts {
-  const char *config;  /* XML file */
-  const char *id;      /* raft_id and the channel's logical name */
-  const char *cluster; /* cluster name to connect to */
+  const char *config;                         /* XML file */
+  const char *id;                             /* raft_id and the channel's logical name */
+  const char *cluster;                        /* cluster name to connect to */
   const char *props[RAFT_NODE_MAX_PROPS + 1]; /* "name=value", NULL-terminated */
   int n_props;
 };

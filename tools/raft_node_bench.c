@@ -1,4 +1,5 @@
-/* raft-node's `bench`: K outstanding rs_raft_set_async calls for a time, with a latency histogram. */
+/* raft-node's `bench`: K outstanding rs_raft_set_async calls for a time, with a latency histogram.
+ */
 #include <errno.h>
 #include <inttypes.h>
 #include <pthread.h>
@@ -152,13 +153,16 @@ static void on_done(void *arg, int status, const void *data, size_t len) {
     }
   }
   /* A failed request is not retried: the run reports it and fails. */
-  if (status == 0 && !atomic_load(&b->stop)) issue(s);
-  else slot_end(b);
+  if (status == 0 && !atomic_load(&b->stop))
+    issue(s);
+  else
+    slot_end(b);
 }
 
 static void start_on_loop(void *arg) {
   struct bench *b = arg;
-  for (size_t i = 0; i < b->k; i++) issue(&b->slots[i]);
+  for (size_t i = 0; i < b->k; i++)
+    issue(&b->slots[i]);
 }
 
 /* Runs the load for secs + warmup seconds, printing one progress line a second. */
@@ -203,17 +207,18 @@ int raft_node_bench(struct rs_raft *h, struct rs_runtime *rt, const char *args, 
   b->rt = rt;
   b->k = k;
   b->size = size;
-  for (size_t i = 0; i < size; i++) b->payload[i] = (uint8_t)('a' + i % 26);
-  for (size_t i = 0; i < k; i++) b->slots[i].b = b;
+  for (size_t i = 0; i < size; i++)
+    b->payload[i] = (uint8_t)('a' + i % 26);
+  for (size_t i = 0; i < k; i++)
+    b->slots[i].b = b;
   completion_init(&b->drained);
 
   run_load(b, (unsigned)secs, (unsigned)warmup, out);
   /* The last requests complete (or fail). */
   int rc = completion_wait(rt, &b->drained, (uint64_t)DRAIN_TIMEOUT_MS * 1000000ull);
 
-  uint64_t span = b->last_measured_ns > b->measure_from_ns
-                      ? b->last_measured_ns - b->measure_from_ns
-                      : 0;
+  uint64_t span =
+      b->last_measured_ns > b->measure_from_ns ? b->last_measured_ns - b->measure_from_ns : 0;
   uint64_t errors = atomic_load(&b->errors);
   int err = atomic_load(&b->first_err);
   if (rc) {
@@ -226,8 +231,7 @@ int raft_node_bench(struct rs_raft *h, struct rs_runtime *rt, const char *args, 
                 " mean_ns=%" PRIu64,
                 b->measured, (double)span / 1e9, errors, err ? rs_errname(err) : "-",
                 hist_pct(&b->hist, 0.50), hist_pct(&b->hist, 0.90), hist_pct(&b->hist, 0.99),
-                hist_pct(&b->hist, 0.999), b->hist.max,
-                b->hist.n ? b->hist.sum / b->hist.n : 0);
+                hist_pct(&b->hist, 0.999), b->hist.max, b->hist.n ? b->hist.sum / b->hist.n : 0);
   if (rc == 0) {
     completion_fini(&b->drained);
     free(b->slots);

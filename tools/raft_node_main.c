@@ -26,10 +26,11 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
-  static const struct option longopts[] = {
-      {"config", required_argument, NULL, 'c'}, {"id", required_argument, NULL, 'i'},
-      {"cluster", required_argument, NULL, 'C'}, {"help", no_argument, NULL, 'h'},
-      {NULL, 0, NULL, 0}};
+  static const struct option longopts[] = {{"config", required_argument, NULL, 'c'},
+                                           {"id", required_argument, NULL, 'i'},
+                                           {"cluster", required_argument, NULL, 'C'},
+                                           {"help", no_argument, NULL, 'h'},
+                                           {NULL, 0, NULL, 0}};
   struct raft_node_opts o = {.cluster = "raft"};
   int opt;
   while ((opt = getopt_long(argc, argv, "c:i:C:D:h", longopts, NULL)) != -1) {

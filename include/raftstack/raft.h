@@ -12,14 +12,14 @@ extern "C" {
 struct rs_raft;        /* a RaftHandle */
 struct rs_raft_future; /* the outcome of rs_raft_set_async */
 struct rs_raft_reply;  /* where apply writes the response of one command */
-struct rs_raft_writer; /* snapshot output stream (issue 5) */
-struct rs_raft_reader; /* snapshot input stream (issue 5) */
+struct rs_raft_writer; /* snapshot output stream (snapshots are not implemented yet) */
+struct rs_raft_reader; /* snapshot input stream (snapshots are not implemented yet) */
 
 enum rs_raft_role {
   RS_RAFT_FOLLOWER = 0,
   RS_RAFT_CANDIDATE = 1,
   RS_RAFT_LEADER = 2,
-  RS_RAFT_LEARNER = 3, /* a non-voting member (issue 5) */
+  RS_RAFT_LEARNER = 3, /* a non-voting member (reserved: membership changes come later) */
 };
 /* "Follower", "Candidate", "Leader", "Learner". */
 RS_API const char *rs_raft_role_name(enum rs_raft_role role);
@@ -35,14 +35,17 @@ struct rs_state_machine {
    * still counts as applied. Required. */
   int (*apply)(void *arg, uint64_t index, const void *data, size_t len,
                struct rs_raft_reply *reply);
-  /* Writes the whole state (rs_raft_write) / replaces the state from a snapshot (rs_raft_read).
-   * 0 or a negative RS_E*. Used by snapshots (issue 5); may be NULL until then. */
+  /* Writes the whole state / replaces the state from a snapshot. Reserved: snapshots and their
+   * stream functions are not implemented yet, so these are never called; may be NULL. */
   int (*write_snapshot)(void *arg, struct rs_raft_writer *out);
   int (*read_snapshot)(void *arg, struct rs_raft_reader *in);
   /* Optional: this node's role changed (leader start/stop, following start/stop). */
   void (*role_changed)(void *arg, enum rs_raft_role role, uint64_t term, const char *leader);
   /* Optional: the node stopped on an unrecoverable error (a failed fsync, a corrupt log). */
   void (*error)(void *arg, int err, const char *detail);
+  /* Optional: a membership change committed, with the new voting members (comma list).
+   * Reserved: membership changes are not implemented yet, so it is never called. */
+  void (*config_committed)(void *arg, uint64_t index, const char *members);
 };
 
 /* Copies len bytes as the response to the command being applied. At most one response; a later
@@ -124,11 +127,6 @@ RS_API int rs_raft_add_role_listener(struct rs_raft *h,
                                                 uint64_t term, const char *leader),
                                      void *arg);
 RS_API void rs_raft_remove_role_listener(struct rs_raft *h, int id);
-
-/* Snapshot streams (issue 5). */
-RS_API int rs_raft_write(struct rs_raft_writer *w, const void *data, size_t len);
-/* Reads up to len bytes; returns how many (0 at the end) or a negative RS_E*. */
-RS_API long rs_raft_read(struct rs_raft_reader *r, void *buf, size_t len);
 
 #ifdef __cplusplus
 }

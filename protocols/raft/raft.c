@@ -391,7 +391,7 @@ static int raft_start(struct rs_protocol *p) {
   r->verified = r->acked = 0;
   r->verified_term = 0;
   /* The state machine starts empty: replay the log from its start up to the persisted commit
-   * index (a committed index stays committed). Snapshots (issue 5) will start later. */
+   * index (a committed index stays committed). Snapshots, not implemented yet, will start later. */
   r->last_applied = raft_log_first_index(r->log) - 1;
   r->commit_index = raft_log_commit_index(r->log);
   if (r->commit_index > raft_log_last_index(r->log)) r->commit_index = raft_log_last_index(r->log);
@@ -544,7 +544,7 @@ static const struct rs_attr raft_attrs[] = {
      "raft ids of the voting members (majority = n/2+1)", 0, NULL},
     {"log_class", RS_ATTR_STRING, OFF(log_class), "file", 0, 0,
      "log store: file or memory (jgroups-raft's FileBasedLog, InMemoryLog also accepted)", 0, NULL},
-    {"log_args", RS_ATTR_STRING, OFF(log_args), NULL, 0, 0, "k1=v1,k2=v2 options for the log store",
+    {"log_args", RS_ATTR_STRING, OFF(log_args), NULL, 0, 0, "options passed to the log class (file and memory take none)",
      0, NULL},
     {"log_dir", RS_ATTR_STRING, OFF(log_dir), "/tmp", 0, 0,
      "directory of the log (<log_dir>/<log_prefix or raft_id>.log); /tmp as jgroups-raft: set it "
@@ -563,14 +563,14 @@ static const struct rs_attr raft_attrs[] = {
      "AppendEntries or heartbeat)",
      0, NULL},
     {"max_log_size", RS_ATTR_SIZE, OFF(max_log_size), "1000000", 0, 0,
-     "log size that triggers a snapshot (stored; snapshots come with issue 5)", 0, NULL},
+     "log size that triggers a snapshot (stored only: snapshots are not implemented yet)", 0, NULL},
     {"max_append_entries", RS_ATTR_INT, OFF(max_append_entries), "512", 1, 65536,
      "entries per AppendEntries at most", 0, NULL},
     {"max_append_bytes", RS_ATTR_SIZE, OFF(max_append_bytes), "60000", 256, 16777216,
      "payload bytes per AppendEntries at most (one larger entry goes alone)", 0, NULL},
     {"max_inflight", RS_ATTR_INT, OFF(max_inflight), "8", 1, RAFT_MAX_INFLIGHT,
      "AppendEntries in flight per follower (pipelining)", 0, NULL},
-    IGNORED("dynamic_view_changes", "membership changes come with issue 5"),
+    IGNORED("dynamic_view_changes", "membership changes are not implemented yet"),
     IGNORED("max_log_cache_size", "every entry is kept in memory until a snapshot"),
     IGNORED("processing_queue_max_size", "RAFT runs on the event loop, without a queue"),
     RS_ATTR_END,

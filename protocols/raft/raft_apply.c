@@ -161,7 +161,7 @@ void raft_apply_task(struct rs_task *t) {
   size_t n = 0;
   while (r->last_applied < r->commit_index && n < APPLY_BATCH && !r->stopped) {
     const struct raft_entry *e = raft_log_get(r->log, r->last_applied + 1);
-    if (!e) break; /* below the log's start: a snapshot's business (issue 5) */
+    if (!e) break; /* below the log's start: a snapshot's business, not implemented yet */
     apply_one(r, e);
     n++;
   }

@@ -130,7 +130,7 @@ static bool send_append(struct raft *r, size_t i) {
   bool sent = false;
   while (p->inflight_n < (unsigned)r->max_inflight && p->next_index <= last) {
     if (p->next_index < raft_log_first_index(r->log)) {
-      PLOG(&r->base, WARN, "%s needs entries before the log's start: snapshots come with issue 5",
+      PLOG(&r->base, WARN, "%s needs entries before the log's start: snapshots are not implemented yet",
            p->id);
       break;
     }
@@ -393,7 +393,7 @@ static void on_append(struct raft *r, size_t from, const struct raft_hdr *h, str
     return;
   }
   if (h->prev_index + 1 < raft_log_first_index(r->log)) {
-    r->st.stale_dropped++; /* below our snapshot: issue 5 */
+    r->st.stale_dropped++; /* below our log start (a snapshot would cover it) */
     return;
   }
   if (raft_log_term_at(r->log, h->prev_index) != h->prev_term) {

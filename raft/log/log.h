@@ -30,7 +30,7 @@ typedef uint64_t rs_term;
 enum raft_entry_type {
   RAFT_ENTRY_COMMAND = 1, /* an application command, given to the state machine */
   RAFT_ENTRY_NOOP = 2,    /* appended by a new leader so that earlier entries commit (§5.4.2) */
-  RAFT_ENTRY_CONFIG = 3,  /* a membership change (issue 5) */
+  RAFT_ENTRY_CONFIG = 3,  /* a membership change (reserved; not written yet) */
 };
 
 struct raft_entry {
@@ -128,8 +128,9 @@ struct raft_log;
 /* Opens the store of class `ops` and loads it. 0, or an error with the detail in err. */
 int raft_log_open(struct raft_log **out, const struct rs_log_ops *ops,
                   const struct log_config *cfg, struct rs_runtime *rt, char *err, size_t errlen);
-/* Waits for the outstanding batch (no new one starts), closes the store and frees the log.
- * Mutations not yet submitted are lost, as in a crash. */
+/* Waits for the outstanding batch (no new one starts, except a pending commit index when nothing
+ * is outstanding), closes the store and frees the log. Other mutations not yet submitted are
+ * lost, as in a crash. */
 void raft_log_close(struct raft_log *log);
 
 /* Called after every batch completes (durable_index or meta may have advanced) or fails. */

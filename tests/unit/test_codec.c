@@ -17,6 +17,20 @@ static const struct rs_addr B = {0x3333333333333333ULL, 0x4444444444444444ULL};
 
 /* --- cursors --------------------------------------------------------------------------------- */
 
+/* A header lives inline in the message: a larger type would write over the next header's slot,
+ * which shows only on stacks with several headers (the RAFT header once did, at 56 bytes). */
+START_TEST(every_header_type_fits_inline) {
+  for (size_t i = 0; i < rs_protocol_registry_len; i++) {
+    const struct rs_header_type *h = rs_protocol_registry[i]->header;
+    if (h)
+      ck_assert_msg(h->size <= RS_HDR_INLINE, "%s: header of %zu bytes over %d",
+                    rs_protocol_registry[i]->name, h->size, RS_HDR_INLINE);
+  }
+  struct rs_header_type big = {.id = 2000, .name = "big", .size = RS_HDR_INLINE + 8};
+  ck_assert_int_eq(registry_add_header(&big), RS_EINVAL);
+}
+END_TEST
+
 START_TEST(fixed_ints_are_big_endian) {
   uint8_t buf[16];
   struct rs_writer w;
@@ -506,6 +520,7 @@ END_TEST
 static Suite *codec_suite(void) {
   Suite *s = suite_create("codec");
   TCase *tc = tcase_create("cursors");
+  tcase_add_test(tc, every_header_type_fits_inline);
   tcase_add_test(tc, fixed_ints_are_big_endian);
   tcase_add_test(tc, fixed_writer_overflow_is_sticky);
   tcase_add_test(tc, growable_writer_grows);

@@ -88,6 +88,49 @@ START_TEST(truncations_and_meta) {
 }
 END_TEST
 
+/* The memory image grows in chunks of 1,024 entries while its head has wrapped around: every
+ * entry must still be found at its index with its term after each growth. */
+START_TEST(growth_keeps_entries_with_a_wrapped_head) {
+  ck_assert_int_eq(lf_log_open(), 0);
+  ck_assert_int_eq(lf_append_n(1, 1024, 1), 0); /* exactly one full chunk */
+  ck_assert_int_eq(lf_trunc_prefix(700, 1), 0); /* the head moves into the chunk */
+  ck_assert_int_eq(lf_append_n(1025, 1724, 2), 0); /* wraps below the head, then grows */
+  ck_assert_int_eq(lf_trunc_prefix(1500, 2), 0);
+  ck_assert_int_eq(lf_append_n(1725, 6000, 3), 0); /* two more growths */
+  struct snap *s = lf_snap();
+  ck_assert_uint_eq(s->first, 1501);
+  ck_assert_uint_eq(s->last, 6000);
+  for (rs_index i = 1501; i <= 6000; i++)
+    lf_check_entry(i, i <= 1724 ? 2 : 3);
+  ck_assert(!lf_has_entry(1500));
+  lf_settle();
+}
+END_TEST
+
+/* Moving only the commit index never takes the store's slot at once (it would delay the next
+ * append's fsync); it rides with the next real batch, or goes alone after a second. */
+START_TEST(commit_alone_waits_for_company_or_a_second) {
+  ck_assert_int_eq(lf_log_open(), 0);
+  ck_assert_int_eq(lf_append(1, 1), 0);
+  lf_settle();
+  uint64_t b0 = lf_snap()->stats.batches;
+  ck_assert_int_eq(lf_set_commit(1), 0);
+  rs_sim_run_for(LF.sim, 500 * RS_MS);
+  ck_assert_uint_eq(lf_snap()->stats.batches, b0); /* held back */
+  ck_assert_int_eq(lf_append(2, 1), 0);            /* company: one batch carries both */
+  lf_settle();
+  struct snap *s = lf_snap();
+  ck_assert_uint_eq(s->stats.batches, b0 + 1);
+  ck_assert_uint_eq(s->stats.ops, 3); /* append; then append + commit */
+  ck_assert_int_eq(lf_set_commit(2), 0);
+  rs_sim_run_for(LF.sim, 999 * RS_MS);
+  ck_assert_uint_eq(lf_snap()->stats.batches, b0 + 1);
+  rs_sim_run_for(LF.sim, 2 * RS_MS); /* a second after it was held back: alone */
+  ck_assert_uint_eq(lf_snap()->stats.batches, b0 + 2);
+  ck_assert_uint_eq(lf_snap()->commit, 2);
+}
+END_TEST
+
 /* ---- memory class in the simulation: exact batch boundaries ---------------------------------- */
 
 static bool batches_at_least(void *arg) {
@@ -214,6 +257,8 @@ static Suite *log_suite(void) {
   tcase_add_checked_fixture(tc, lf_setup_memory, lf_teardown);
   tcase_add_test(tc, append_get_and_terms);
   tcase_add_test(tc, truncations_and_meta);
+  tcase_add_test(tc, growth_keeps_entries_with_a_wrapped_head);
+  tcase_add_test(tc, commit_alone_waits_for_company_or_a_second);
   tcase_add_test(tc, group_commit_while_a_batch_is_in_flight);
   tcase_add_test(tc, durable_index_with_truncation_in_flight);
   tcase_add_test(tc, meta_durable_only_for_the_latest_vote);
